@@ -1,0 +1,503 @@
+"""Fused spectral fusion in Triton: one kernel forward, one kernel backward.
+
+The op (DESIGN.md section 2) for one sequence of ``n`` positions and ``d`` channels::
+
+    F  = irfft(rfft(T) * rfft(E))      E2 = irfft(rfft(E) * W)          ("ortho" norm)
+    V  = 2 * (E2 * sigmoid(E2 @ g_i + b_i) + F * sigmoid(F @ g_f + b_f))
+
+Algorithm: the real DFT as small matrix products on tensor cores. One program owns one whole
+sequence (the gates reduce over all ``d`` channels while the transforms run over ``n``) and walks
+its channels in ``BLOCK_D`` chunks. For a chunk it loads ``T`` and ``E`` once (``BLOCK_N x BLOCK_D``),
+and for each block of ``BLOCK_K`` frequencies builds the twiddles ``cos(2 pi k t / n)`` and
+``-sin(2 pi k t / n)`` in registers, transforms both inputs (4 dots), multiplies the spectra (with the
+filter ``W`` for ``E2``) and transforms back (4 dots). The twiddles are unnormalised; the ortho scales
+``n^-3/2`` (for ``F``) and ``n^-1`` (for ``E2``) and the Hermitian weights ``w_k`` (1 for the DC and
+Nyquist bins, 2 otherwise) are applied to the spectra. Nothing but ``V`` is written to memory.
+
+Two passes over the chunks: the first accumulates the two gate logits per position, the second
+recomputes the chunk (its inputs now come from L2) and writes ``V``. When ``d <= BLOCK_D`` a single
+pass does both.
+
+The backward kernel is persistent (one program per SM, looping over sequences). Per sequence it first
+recomputes ``F``, ``E2`` and the four per-position scalars (both gate logits, ``<G, E2>``, ``<G, F>``),
+then per chunk forms ``dF`` and ``dE2`` and applies the adjoints of the transforms. Batch reductions
+(``d complex_weight``, gate weights, biases) are accumulated in fp32 into the program's own slice of a
+partial buffer and summed over programs afterwards, so the backward never uses atomics and is
+deterministic.
+
+Precision: 16-bit inputs are upcast to fp32 on load. fp32 products use the ``input_precision`` the
+launcher chooses from PyTorch's matmul precision setting; float64 inputs compute in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = [
+    "MAX_N",
+    "MAX_D",
+    "KernelConfig",
+    "kernel_config",
+    "dot_precision",
+    "spectral_fusion_forward",
+    "spectral_fusion_backward",
+]
+
+MAX_N = 512
+MAX_D = 2048
+
+# 2*pi split into an fp32-exact head and a tail, so the angle is accurate in float64 too
+# (Triton materialises Python float constants as fp32).
+_TWO_PI_HI_PY = float(torch.tensor(2 * math.pi, dtype=torch.float32).item())
+TWO_PI_HI = tl.constexpr(_TWO_PI_HI_PY)
+TWO_PI_LO = tl.constexpr(2 * math.pi - _TWO_PI_HI_PY)
+
+
+# --------------------------------------------------------------------------------------------
+# Device helpers
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _twiddles(k, t, n, ACC: tl.constexpr):
+    """Unnormalised ``cos`` and ``-sin`` of ``2 pi k t / n`` for broadcast index tiles ``k``, ``t``.
+
+    Zero outside ``k <= n // 2`` and ``t < n``. The phase is reduced to ``(-n/2, n/2]`` in integers
+    before the float conversion, so the angle stays in ``[-pi, pi]``.
+    """
+    valid = (k <= n // 2) & (t < n)
+    phase = (k * t) % n
+    phase = tl.where(2 * phase > n, phase - n, phase).to(ACC)
+    theta = (phase * TWO_PI_HI + phase * TWO_PI_LO) / n
+    cos = tl.where(valid, tl.cos(theta), 0.0)
+    msin = tl.where(valid, -tl.sin(theta), 0.0)
+    return cos, msin
+
+
+@triton.jit
+def _hermitian_weight(k, n, ACC: tl.constexpr):
+    """``w_k`` of the c2r inverse: 1 for DC and (even ``n``) Nyquist, 2 between, 0 past ``n // 2``."""
+    w = tl.where((k == 0) | (2 * k == n), 1.0, 2.0)
+    return tl.where(k <= n // 2, w, 0.0).to(ACC)
+
+
+@triton.jit
+def _load_tile(base, pos, ch, n, d, s_n, s_d, ACC: tl.constexpr):
+    """Load a ``(BLOCK_N, BLOCK_D)`` tile of a ``(n, d)`` sequence, zero-padded, as ``ACC``."""
+    mask = (pos[:, None] < n) & (ch[None, :] < d)
+    return tl.load(base + pos[:, None] * s_n + ch[None, :] * s_d, mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
+def _load_filter(w_ptr, k, ch, n, d, s_k, s_d, s_c, ACC: tl.constexpr):
+    """Real and imaginary parts of the filter ``W`` for frequencies ``k`` and channels ``ch``."""
+    mask = (k[:, None] <= n // 2) & (ch[None, :] < d)
+    offs = k[:, None] * s_k + ch[None, :] * s_d
+    wr = tl.load(w_ptr + offs, mask=mask, other=0.0).to(ACC)
+    wi = tl.load(w_ptr + offs + s_c, mask=mask, other=0.0).to(ACC)
+    return wr, wi
+
+
+@triton.jit
+def _spectra(k0, x, y, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
+             PRECISION: tl.constexpr):
+    """Unnormalised half spectra of two ``(BLOCK_N, BLOCK_D)`` tiles at frequencies ``k0 + [0, BLOCK_K)``.
+
+    Returns ``(x_re, x_im, y_re, y_im)``, each ``(BLOCK_K, BLOCK_D)``.
+    """
+    k = k0 + tl.arange(0, BLOCK_K)
+    t = tl.arange(0, BLOCK_N)
+    cos_kt, msin_kt = _twiddles(k[:, None], t[None, :], n, ACC)
+    xr = tl.dot(cos_kt, x, input_precision=PRECISION, out_dtype=ACC)
+    xi = tl.dot(msin_kt, x, input_precision=PRECISION, out_dtype=ACC)
+    yr = tl.dot(cos_kt, y, input_precision=PRECISION, out_dtype=ACC)
+    yi = tl.dot(msin_kt, y, input_precision=PRECISION, out_dtype=ACC)
+    return xr, xi, yr, yi
+
+
+@triton.jit
+def _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c,
+                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """``F`` and ``E2`` of one channel chunk ``[d0, d0 + BLOCK_D)`` of one sequence, in registers."""
+    pos = tl.arange(0, BLOCK_N)
+    ch = d0 + tl.arange(0, BLOCK_D)
+    t = _load_tile(t_base, pos, ch, n, d, st_n, st_d, ACC)
+    e = _load_tile(e_base, pos, ch, n, d, se_n, se_d, ACC)
+    n_acc = n.to(ACC)
+    scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))  # three ortho factors
+    scale_e2 = 1.0 / n_acc  # two ortho factors
+    fused = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    filtered = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    for k0 in range(0, n // 2 + 1, BLOCK_K):
+        tr, ti, er, ei = _spectra(k0, t, e, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        k = k0 + tl.arange(0, BLOCK_K)
+        wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
+        wk = _hermitian_weight(k, n, ACC)[:, None]
+        pr = (tr * er - ti * ei) * (wk * scale_f)
+        pi = (tr * ei + ti * er) * (wk * scale_f)
+        qr = (er * wr - ei * wi) * (wk * scale_e2)
+        qi = (er * wi + ei * wr) * (wk * scale_e2)
+        cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
+        fused += tl.dot(cos_tk, pr, input_precision=PRECISION, out_dtype=ACC)
+        fused += tl.dot(msin_tk, pi, input_precision=PRECISION, out_dtype=ACC)
+        filtered += tl.dot(cos_tk, qr, input_precision=PRECISION, out_dtype=ACC)
+        filtered += tl.dot(msin_tk, qi, input_precision=PRECISION, out_dtype=ACC)
+    return fused, filtered
+
+
+@triton.jit
+def _load_gate(g_ptr, ch, d, s_g, ACC: tl.constexpr):
+    return tl.load(g_ptr + ch * s_g, mask=ch < d, other=0.0).to(ACC)
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+# --------------------------------------------------------------------------------------------
+# Forward
+# --------------------------------------------------------------------------------------------
+@triton.jit(do_not_specialize=["n", "d"])
+def _spectral_fusion_fwd_kernel(
+    t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr, v_ptr,
+    n, d,
+    st_b, st_n, st_d, se_b, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf, sv_b, sv_n, sv_d,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr, SINGLE_CHUNK: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    t_base = t_ptr + b * st_b
+    e_base = e_ptr + b * se_b
+    v_base = v_ptr + b * sv_b
+    pos = tl.arange(0, BLOCK_N)
+    bias_i = tl.load(bi_ptr).to(ACC)
+    bias_f = tl.load(bf_ptr).to(ACC)
+
+    if SINGLE_CHUNK:
+        ch = tl.arange(0, BLOCK_D)
+        fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, 0, n, d, st_n, st_d, se_n, se_d,
+                                      sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+        gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
+        gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
+        a = _sigmoid(tl.sum(filtered * gi[None, :], axis=1) + bias_i)
+        c = _sigmoid(tl.sum(fused * gf[None, :], axis=1) + bias_f)
+        v = 2.0 * (a[:, None] * filtered + c[:, None] * fused)
+        mask = (pos[:, None] < n) & (ch[None, :] < d)
+        tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d,
+                 v.to(v_ptr.dtype.element_ty), mask=mask)
+    else:
+        logit_i = tl.zeros((BLOCK_N,), ACC) + bias_i
+        logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
+        for d0 in range(0, d, BLOCK_D):
+            ch = d0 + tl.arange(0, BLOCK_D)
+            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
+            logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
+        a = _sigmoid(logit_i)
+        c = _sigmoid(logit_f)
+        for d0 in range(0, d, BLOCK_D):
+            ch = d0 + tl.arange(0, BLOCK_D)
+            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            v = 2.0 * (a[:, None] * filtered + c[:, None] * fused)
+            mask = (pos[:, None] < n) & (ch[None, :] < d)
+            tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d,
+                     v.to(v_ptr.dtype.element_ty), mask=mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Backward
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _backward_chunk(
+    g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr, dt_base, de_base, pw_base, pg_base,
+    d0, n, d, a, c, coef_i, coef_f,
+    sg_n, sg_d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+    sdt_n, sdt_d, sde_n, sde_d, pw_c, pw_k, pg_c,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Gradients of one channel chunk of one sequence, given its per-position gate scalars.
+
+    Writes ``dT`` and ``dE`` for the chunk and adds the chunk's share of the filter and gate-weight
+    gradients into this program's partial buffers.
+    """
+    pos = tl.arange(0, BLOCK_N)
+    ch = d0 + tl.arange(0, BLOCK_D)
+    ch_ok = ch < d
+    fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                  sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+    grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
+    gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
+    gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
+    d_filtered = 2.0 * a[:, None] * grad + coef_i[:, None] * gi[None, :]
+    d_fused = 2.0 * c[:, None] * grad + coef_f[:, None] * gf[None, :]
+
+    # gate weights: d g_i = sum_j coef_i[j] E2[j], d g_f = sum_j coef_f[j] F[j]
+    pg_i = pg_base + ch
+    pg_f = pg_base + pg_c + ch
+    tl.store(pg_i, tl.load(pg_i, mask=ch_ok, other=0.0) + tl.sum(coef_i[:, None] * filtered, axis=0),
+             mask=ch_ok)
+    tl.store(pg_f, tl.load(pg_f, mask=ch_ok, other=0.0) + tl.sum(coef_f[:, None] * fused, axis=0),
+             mask=ch_ok)
+
+    t = _load_tile(t_base, pos, ch, n, d, st_n, st_d, ACC)
+    e = _load_tile(e_base, pos, ch, n, d, se_n, se_d, ACC)
+    n_acc = n.to(ACC)
+    scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))
+    scale_e2 = 1.0 / n_acc
+    d_text = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    d_item = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    for k0 in range(0, n // 2 + 1, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        tr, ti, er, ei = _spectra(k0, t, e, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
+        wk = _hermitian_weight(k, n, ACC)[:, None]
+        # adjoint of the inverse transforms: spectra of dF and dE2
+        dpr, dpi, dqr, dqi = _spectra(k0, d_fused, d_filtered, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        dpr = dpr * (wk * scale_f)
+        dpi = dpi * (wk * scale_f)
+        dqr = dqr * (wk * scale_e2)
+        dqi = dqi * (wk * scale_e2)
+        # adjoint of the spectral products
+        dtr = dpr * er + dpi * ei
+        dti = dpi * er - dpr * ei
+        der = dpr * tr + dpi * ti + dqr * wr + dqi * wi
+        dei = dpi * tr - dpr * ti + dqi * wr - dqr * wi
+        # filter gradient, this program's partial
+        k_ok = (k[:, None] <= n // 2) & ch_ok[None, :]
+        pw_re = pw_base + k[:, None] * pw_k + ch[None, :]
+        pw_im = pw_re + pw_c
+        tl.store(pw_re, tl.load(pw_re, mask=k_ok, other=0.0) + (dqr * er + dqi * ei), mask=k_ok)
+        tl.store(pw_im, tl.load(pw_im, mask=k_ok, other=0.0) + (dqi * er - dqr * ei), mask=k_ok)
+        # adjoint of the forward transforms
+        cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
+        d_text += tl.dot(cos_tk, dtr, input_precision=PRECISION, out_dtype=ACC)
+        d_text += tl.dot(msin_tk, dti, input_precision=PRECISION, out_dtype=ACC)
+        d_item += tl.dot(cos_tk, der, input_precision=PRECISION, out_dtype=ACC)
+        d_item += tl.dot(msin_tk, dei, input_precision=PRECISION, out_dtype=ACC)
+    mask = (pos[:, None] < n) & ch_ok[None, :]
+    tl.store(dt_base + pos[:, None] * sdt_n + ch[None, :] * sdt_d,
+             d_text.to(dt_base.dtype.element_ty), mask=mask)
+    tl.store(de_base + pos[:, None] * sde_n + ch[None, :] * sde_d,
+             d_item.to(de_base.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["B", "n", "d"])
+def _spectral_fusion_bwd_kernel(
+    g_ptr, t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr,
+    dt_ptr, de_ptr, pw_ptr, pg_ptr, pb_ptr,
+    B, n, d,
+    sg_b, sg_n, sg_d, st_b, st_n, st_d, se_b, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+    sdt_b, sdt_n, sdt_d, sde_b, sde_n, sde_d,
+    pw_p, pw_c, pw_k, pg_p, pg_c,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    pos = tl.arange(0, BLOCK_N)
+    pos_ok = pos < n
+    bias_i = tl.load(bi_ptr).to(ACC)
+    bias_f = tl.load(bf_ptr).to(ACC)
+    pw_base = pw_ptr + pid.to(tl.int64) * pw_p
+    pg_base = pg_ptr + pid.to(tl.int64) * pg_p
+    db_i = tl.zeros((BLOCK_N,), ACC)
+    db_f = tl.zeros((BLOCK_N,), ACC)
+    for i in range(0, tl.cdiv(B - pid, programs)):
+        b = pid.to(tl.int64) + i * programs
+        g_base = g_ptr + b * sg_b
+        t_base = t_ptr + b * st_b
+        e_base = e_ptr + b * se_b
+        # pass 1: gate logits and <G, E2>, <G, F> per position
+        logit_i = tl.zeros((BLOCK_N,), ACC) + bias_i
+        logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
+        g_dot_e2 = tl.zeros((BLOCK_N,), ACC)
+        g_dot_f = tl.zeros((BLOCK_N,), ACC)
+        for d0 in range(0, d, BLOCK_D):
+            ch = d0 + tl.arange(0, BLOCK_D)
+            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
+            logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
+            logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
+            g_dot_e2 += tl.sum(grad * filtered, axis=1)
+            g_dot_f += tl.sum(grad * fused, axis=1)
+        a = _sigmoid(logit_i)
+        c = _sigmoid(logit_f)
+        coef_i = tl.where(pos_ok, 2.0 * a * (1.0 - a) * g_dot_e2, 0.0)
+        coef_f = tl.where(pos_ok, 2.0 * c * (1.0 - c) * g_dot_f, 0.0)
+        db_i += coef_i
+        db_f += coef_f
+        # pass 2: dT, dE and the partial parameter gradients, chunk by chunk
+        for d0 in range(0, d, BLOCK_D):
+            _backward_chunk(
+                g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr,
+                dt_ptr + b * sdt_b, de_ptr + b * sde_b, pw_base, pg_base,
+                d0, n, d, a, c, coef_i, coef_f,
+                sg_n, sg_d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+                sdt_n, sdt_d, sde_n, sde_d, pw_c, pw_k, pg_c,
+                BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION,
+            )
+            # the partial buffers are read back by other threads of this program next time
+            tl.debug_barrier()
+    tl.store(pb_ptr + pid * 2, tl.sum(db_i, axis=0))
+    tl.store(pb_ptr + pid * 2 + 1, tl.sum(db_f, axis=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Launch configuration and wrappers
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelConfig:
+    """Block sizes and warps for one ``(n, d)`` problem; every field is a compile-time constant."""
+
+    BLOCK_N: int
+    BLOCK_K: int
+    BLOCK_D: int
+    num_warps: int
+
+
+def kernel_config(n: int, d: int) -> KernelConfig:
+    """The launch configuration the wrappers use for sequence length ``n`` and hidden size ``d``.
+
+    ``tl.dot`` needs every dimension to be a power of two >= 16. The register footprint is a few
+    ``BLOCK_N x BLOCK_D`` fp32 tiles, so the channel chunk shrinks as the padded length grows.
+    """
+    block_n = max(16, triton.next_power_of_2(n))
+    block_k = min(32, max(16, triton.next_power_of_2(n // 2 + 1)))
+    block_d = {16: 64, 32: 64, 64: 64, 128: 32}.get(block_n, 16)
+    block_d = min(block_d, max(16, triton.next_power_of_2(d)))
+    num_warps = 4 if block_n <= 64 else 8
+    return KernelConfig(block_n, block_k, block_d, num_warps)
+
+
+def all_kernel_configs() -> list[KernelConfig]:
+    """Every configuration :func:`kernel_config` can return for ``1 <= n <= MAX_N``, ``1 <= d <= MAX_D``."""
+    ns = [1, 16, 17, 31, 32, 33, 64, 65, 128, 129, 256, 257, 512]
+    ds = [1, 16, 17, 32, 33, 64, 65, MAX_D]
+    return sorted({kernel_config(n, d) for n in ns for d in ds}, key=lambda c: (c.BLOCK_N, c.BLOCK_D))
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """The ``tl.dot`` input precision for ``dtype``, following PyTorch's fp32 matmul setting.
+
+    * float64: ``"ieee"`` (float64 products).
+    * float32 with ``torch.get_float32_matmul_precision() == "highest"`` (PyTorch's default):
+      ``"tf32x3"`` -- three TF32 products per multiply, fp32-level error (~1e-6 relative).
+    * float32 with ``"high"`` or ``"medium"`` (TF32 allowed): ``"tf32"`` -- one TF32 product,
+      ~5e-4 relative error on the output.
+    * bf16 / fp16 inputs are upcast to fp32 and use ``"tf32"``: its error is below the 16-bit
+      output rounding.
+    """
+    if dtype == torch.float64:
+        return "ieee"
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
+        return "tf32x3"
+    return "tf32"
+
+
+_ACC = {torch.float64: tl.float64}
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 2  # interpreter: two programs are enough to exercise the persistent loop
+
+
+def spectral_fusion_forward(
+    item_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    complex_weight: torch.Tensor,
+    item_gate_weight: torch.Tensor,
+    item_gate_bias: torch.Tensor,
+    fusion_gate_weight: torch.Tensor,
+    fusion_gate_bias: torch.Tensor,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Launch the fused forward; returns ``V`` (written into ``out`` if given). Inputs are validated
+    by the caller (:mod:`tedrec_fast.ops.spectral_fusion`); any strides are accepted."""
+    B, n, d = item_emb.shape
+    if out is None:
+        out = torch.empty((B, n, d), dtype=item_emb.dtype, device=item_emb.device)
+    if B == 0:
+        return out
+    cfg = kernel_config(n, d)
+    w = complex_weight[0]
+    _spectral_fusion_fwd_kernel[(B,)](
+        text_emb, item_emb, w, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias, out,
+        n, d,
+        *text_emb.stride(), *item_emb.stride(), *w.stride(),
+        item_gate_weight.stride(-1), fusion_gate_weight.stride(-1), *out.stride(),
+        BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D,
+        ACC=_ACC.get(item_emb.dtype, tl.float32), PRECISION=dot_precision(item_emb.dtype),
+        SINGLE_CHUNK=d <= cfg.BLOCK_D, num_warps=cfg.num_warps,
+    )
+    return out
+
+
+def spectral_fusion_backward(
+    grad_out: torch.Tensor,
+    item_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    complex_weight: torch.Tensor,
+    item_gate_weight: torch.Tensor,
+    item_gate_bias: torch.Tensor,
+    fusion_gate_weight: torch.Tensor,
+    fusion_gate_bias: torch.Tensor,
+    d_item: torch.Tensor | None = None,
+    d_text: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Launch the fused backward.
+
+    Returns the gradients of ``(item_emb, text_emb, complex_weight, item_gate_weight,
+    item_gate_bias, fusion_gate_weight, fusion_gate_bias)``, each shaped and typed like its input.
+    Batch reductions are accumulated in fp32 (float64 for float64 inputs) without atomics.
+    """
+    B, n, d = item_emb.shape
+    device, dtype = item_emb.device, item_emb.dtype
+    if d_item is None:
+        d_item = torch.empty((B, n, d), dtype=dtype, device=device)
+    if d_text is None:
+        d_text = torch.empty((B, n, d), dtype=dtype, device=device)
+    acc_torch = torch.float64 if dtype == torch.float64 else torch.float32
+    programs = max(1, min(B, _num_sms(device)))
+    K = n // 2 + 1
+    part_w = torch.zeros((programs, 2, K, d), dtype=acc_torch, device=device)
+    part_g = torch.zeros((programs, 2, d), dtype=acc_torch, device=device)
+    part_b = torch.zeros((programs, 2), dtype=acc_torch, device=device)
+    if B > 0:
+        cfg = kernel_config(n, d)
+        w = complex_weight[0]
+        g = grad_out
+        _spectral_fusion_bwd_kernel[(programs,)](
+            g, text_emb, item_emb, w, item_gate_weight, item_gate_bias, fusion_gate_weight,
+            fusion_gate_bias, d_text, d_item, part_w, part_g, part_b,
+            B, n, d,
+            *g.stride(), *text_emb.stride(), *item_emb.stride(), *w.stride(),
+            item_gate_weight.stride(-1), fusion_gate_weight.stride(-1),
+            *d_text.stride(), *d_item.stride(),
+            part_w.stride(0), part_w.stride(1), part_w.stride(2), part_g.stride(0), part_g.stride(1),
+            BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D,
+            ACC=_ACC.get(dtype, tl.float32), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps,
+        )
+    # fixed-order sums over programs: deterministic
+    d_weight = part_w.sum(0).permute(1, 2, 0).unsqueeze(0)  # (1, K, d, 2)
+    d_gates = part_g.sum(0)
+    d_bias = part_b.sum(0)
+    return (
+        d_item,
+        d_text,
+        d_weight.to(complex_weight.dtype),
+        d_gates[0].reshape(item_gate_weight.shape).to(item_gate_weight.dtype),
+        d_bias[0].reshape(item_gate_bias.shape).to(item_gate_bias.dtype),
+        d_gates[1].reshape(fusion_gate_weight.shape).to(fusion_gate_weight.dtype),
+        d_bias[1].reshape(fusion_gate_bias.shape).to(fusion_gate_bias.dtype),
+    )

@@ -1,0 +1,77 @@
+"""One dispatcher for every op: each backend states what it supports and, if not, why.
+
+Modelled on xformers' operator registry: an op lists its backends in priority order; ``"auto"``
+picks the first one that is available on this machine, accepts the call and is allowed for
+automatic selection; an explicitly named backend that cannot run the call raises with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Backend", "Problem", "choose_backend", "triton_unavailable_reason"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a backend needs to know to accept or refuse a call."""
+
+    device: torch.device
+    dtype: torch.dtype
+    sizes: tuple[tuple[str, int], ...] = ()
+
+    def size(self, name: str) -> int:
+        return dict(self.sizes)[name]
+
+
+class Backend:
+    """A backend of one op. Subclasses set ``name`` and override :meth:`why_not`."""
+
+    name: str = ""
+    #: whether ``backend="auto"`` may pick this backend (the Triton interpreter is never picked)
+    auto: bool = True
+
+    def unavailable(self) -> str | None:
+        """Why this backend cannot run on this machine at all, or ``None`` if it can."""
+        return None
+
+    def why_not(self, problem: Problem) -> str | None:
+        """Why this backend cannot run ``problem``, or ``None`` if it can."""
+        return self.unavailable()
+
+    def auto_why_not(self, problem: Problem) -> str | None:
+        """Why ``backend="auto"`` does not pick this backend for ``problem``."""
+        return self.why_not(problem)
+
+
+def triton_unavailable_reason() -> str | None:
+    """Why Triton kernels cannot run here: missing package, or no GPU and no interpreter."""
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - triton is installed on Linux
+        return f"triton is not importable ({exc})"
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        return "no CUDA device, and TRITON_INTERPRET=1 is not set for the Triton interpreter"
+    return None
+
+
+def choose_backend(backends: Sequence[Backend], requested: str, problem: Problem, *, op: str) -> Backend:
+    """Resolve ``requested`` (a backend name or ``"auto"``) to a backend that can run ``problem``."""
+    if requested == "auto":
+        for backend in backends:
+            if backend.auto and backend.auto_why_not(problem) is None:
+                return backend
+        reasons = "; ".join(f"{b.name}: {b.auto_why_not(problem)}" for b in backends)
+        raise RuntimeError(f"{op}: no backend can run this call ({reasons})")
+    for backend in backends:
+        if backend.name == requested:
+            reason = backend.why_not(problem)
+            if reason is not None:
+                raise ValueError(f"{op}: backend={requested!r} cannot run this call: {reason}")
+            return backend
+    names = ", ".join(repr(b.name) for b in backends)
+    raise ValueError(f"{op}: unknown backend {requested!r}; expected 'auto' or one of {names}")

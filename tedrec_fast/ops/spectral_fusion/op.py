@@ -1,0 +1,245 @@
+"""The spectral-fusion op: argument checks, backends, dispatcher, custom op and autograd.
+
+``spectral_fusion(...)`` validates its arguments (before any launch), applies autocast, picks a
+backend and runs it:
+
+* ``"torch"``: :func:`~tedrec_fast.ops.spectral_fusion.reference.spectral_fusion_reference` with
+  PyTorch's own autograd: the spec, and the CPU path.
+* ``"triton"``: the fused kernels in :mod:`tedrec_fast.kernels.spectral_fusion`, registered as the
+  custom op ``tedrec_fast::spectral_fusion`` with a fake (meta) implementation and a registered
+  backward, so ``torch.compile(fullgraph=True)`` traces it without a graph break. On CPU tensors it
+  runs under the Triton interpreter when ``TRITON_INTERPRET=1``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from tedrec_fast.ops.dispatch import Backend, Problem, choose_backend, triton_unavailable_reason
+from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
+
+__all__ = ["spectral_fusion", "BACKENDS", "MAX_N", "MAX_D", "check_spectral_fusion_args"]
+
+MAX_N = 512  # kernel limits; the torch backend has none
+MAX_D = 2048
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+_ARG_NAMES = (
+    "item_emb",
+    "text_emb",
+    "complex_weight",
+    "item_gate_weight",
+    "item_gate_bias",
+    "fusion_gate_weight",
+    "fusion_gate_bias",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------
+def check_spectral_fusion_args(*tensors: object) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the argument if the op's inputs are malformed."""
+    for name, x in zip(_ARG_NAMES, tensors):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"spectral_fusion: {name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(
+                f"spectral_fusion: {name} must be a real floating-point tensor "
+                f"(float32, bfloat16, float16 or float64), got {x.dtype}"
+            )
+    item_emb, text_emb, complex_weight, gi_w, gi_b, gf_w, gf_b = tensors
+    device, dtype = item_emb.device, item_emb.dtype
+    for name, x in zip(_ARG_NAMES[1:], tensors[1:]):
+        if x.device != device:
+            raise ValueError(f"spectral_fusion: {name} is on {x.device} but item_emb is on {device}")
+        if x.dtype != dtype:
+            raise TypeError(
+                f"spectral_fusion: {name} has dtype {x.dtype} but item_emb has {dtype}; "
+                "cast them to one dtype or run under torch.autocast"
+            )
+    if item_emb.dim() != 3:
+        raise ValueError(f"spectral_fusion: item_emb must have shape (B, n, d), got {tuple(item_emb.shape)}")
+    if text_emb.shape != item_emb.shape:
+        raise ValueError(
+            f"spectral_fusion: text_emb must have the shape of item_emb {tuple(item_emb.shape)}, "
+            f"got {tuple(text_emb.shape)}"
+        )
+    _, n, d = item_emb.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"spectral_fusion: sequence length and hidden size must be >= 1, got n={n}, d={d}")
+    expected = (1, n // 2 + 1, d, 2)
+    if tuple(complex_weight.shape) != expected:
+        raise ValueError(
+            f"spectral_fusion: complex_weight must have shape (1, n//2+1, d, 2) = {expected} for "
+            f"n={n}, d={d}, got {tuple(complex_weight.shape)}"
+        )
+    for name, w, b in (("item_gate", gi_w, gi_b), ("fusion_gate", gf_w, gf_b)):
+        if tuple(w.shape) not in ((1, d), (d,)):
+            raise ValueError(f"spectral_fusion: {name}_weight must have shape (1, {d}), got {tuple(w.shape)}")
+        if b.numel() != 1 or b.dim() > 1:
+            raise ValueError(f"spectral_fusion: {name}_bias must have shape (1,), got {tuple(b.shape)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+class TorchBackend(Backend):
+    """The torch.fft reference. Runs everywhere, any size; 16-bit inputs compute in fp32."""
+
+    name = "torch"
+
+
+class TritonBackend(Backend):
+    """The fused Triton kernels: CUDA devices, or CPU under ``TRITON_INTERPRET=1``."""
+
+    name = "triton"
+
+    def unavailable(self) -> str | None:
+        return triton_unavailable_reason()
+
+    def why_not(self, problem: Problem) -> str | None:
+        reason = self.unavailable()
+        if reason is not None:
+            return reason
+        if problem.device.type not in ("cuda", "cpu"):
+            return f"device {problem.device.type} is not supported (CUDA, or CPU under the interpreter)"
+        if problem.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "CPU tensors need TRITON_INTERPRET=1 (the Triton interpreter)"
+        if problem.dtype not in _KERNEL_DTYPES:
+            return f"dtype {problem.dtype} is not supported (float32, bfloat16, float16, float64)"
+        n, d = problem.size("n"), problem.size("d")
+        if n > MAX_N:
+            return f"sequence length n={n} exceeds {MAX_N}"
+        if d > MAX_D:
+            return f"hidden size d={d} exceeds {MAX_D}"
+        return None
+
+    def auto_why_not(self, problem: Problem) -> str | None:
+        if problem.device.type != "cuda":
+            return "auto uses the torch reference on CPU (the Triton interpreter is for tests)"
+        return self.why_not(problem)
+
+
+#: priority order for ``backend="auto"``
+BACKENDS: tuple[Backend, ...] = (TritonBackend(), TorchBackend())
+
+
+# --------------------------------------------------------------------------------------------
+# Custom op (the fused backends)
+# --------------------------------------------------------------------------------------------
+@torch.library.custom_op("tedrec_fast::spectral_fusion", mutates_args=())
+def _spectral_fusion_op(
+    item_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    complex_weight: torch.Tensor,
+    item_gate_weight: torch.Tensor,
+    item_gate_bias: torch.Tensor,
+    fusion_gate_weight: torch.Tensor,
+    fusion_gate_bias: torch.Tensor,
+) -> torch.Tensor:
+    from tedrec_fast.kernels.spectral_fusion import spectral_fusion_forward
+
+    return spectral_fusion_forward(
+        item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias
+    )
+
+
+@_spectral_fusion_op.register_fake
+def _(item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias):
+    return item_emb.new_empty(item_emb.shape)
+
+
+@torch.library.custom_op("tedrec_fast::spectral_fusion_backward", mutates_args=())
+def _spectral_fusion_backward_op(
+    grad_out: torch.Tensor,
+    item_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    complex_weight: torch.Tensor,
+    item_gate_weight: torch.Tensor,
+    item_gate_bias: torch.Tensor,
+    fusion_gate_weight: torch.Tensor,
+    fusion_gate_bias: torch.Tensor,
+) -> list[torch.Tensor]:
+    from tedrec_fast.kernels.spectral_fusion import spectral_fusion_backward
+
+    return list(
+        spectral_fusion_backward(
+            grad_out, item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias,
+            fusion_gate_weight, fusion_gate_bias,
+        )
+    )
+
+
+@_spectral_fusion_backward_op.register_fake
+def _(grad_out, item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight,
+      fusion_gate_bias):
+    return [x.new_empty(x.shape) for x in (item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias,
+                                           fusion_gate_weight, fusion_gate_bias)]
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad_out):
+    return tuple(_spectral_fusion_backward_op(grad_out, *ctx.saved_tensors))
+
+
+_spectral_fusion_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------------------------
+# Public functional form
+# --------------------------------------------------------------------------------------------
+def spectral_fusion(
+    item_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    complex_weight: torch.Tensor,
+    item_gate_weight: torch.Tensor,
+    item_gate_bias: torch.Tensor,
+    fusion_gate_weight: torch.Tensor,
+    fusion_gate_bias: torch.Tensor,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """TedRec's text-ID fusion: ``2 * (E2 * sigmoid(E2 @ g_i + b_i) + F * sigmoid(F @ g_f + b_f))``.
+
+    ``F = irfft(rfft(T) * rfft(E))`` and ``E2 = irfft(rfft(E) * W)`` along the sequence (ortho norm),
+    ``W = view_as_complex(complex_weight)``; exact semantics in DESIGN.md section 2.
+
+    Args:
+        item_emb: ID embeddings ``E``, ``(B, n, d)``, any strides.
+        text_emb: text embeddings ``T``, ``(B, n, d)``.
+        complex_weight: the learned filter, ``(1, n // 2 + 1, d, 2)`` (real, imaginary).
+        item_gate_weight, item_gate_bias: ``nn.Linear(d, 1)`` weight ``(1, d)`` and bias ``(1,)``.
+        fusion_gate_weight, fusion_gate_bias: the same for the fusion gate.
+        backend: ``"auto"`` (Triton on CUDA, the torch reference elsewhere), ``"triton"`` or ``"torch"``.
+
+    Returns:
+        ``V``, ``(B, n, d)``, contiguous, in the inputs' dtype (the autocast dtype under autocast).
+
+    All tensors must share one device and one floating dtype, except under ``torch.autocast``,
+    where they are cast to the autocast dtype. Numerics of the Triton backend (accumulation is
+    always fp32, float64 for float64 inputs): float32 inputs follow
+    ``torch.get_float32_matmul_precision()``: ``"highest"`` (the default) uses 3xTF32 products and
+    matches the reference to ~1e-6 relative; ``"high"``/``"medium"`` use one TF32 product per
+    multiply, ~5e-4 relative. bfloat16/float16 inputs are computed in fp32 (TF32 products) and
+    rounded once on output. float64 is exact to ~1e-15.
+    """
+    if not isinstance(backend, str):
+        raise TypeError(f"spectral_fusion: backend must be a string, got {type(backend).__name__}")
+    tensors = (item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight,
+               fusion_gate_bias)
+    if isinstance(item_emb, torch.Tensor) and torch.is_autocast_enabled(item_emb.device.type):
+        dtype = torch.get_autocast_dtype(item_emb.device.type)
+        tensors = tuple(x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                        for x in tensors)
+    check_spectral_fusion_args(*tensors)
+    B, n, d = tensors[0].shape
+    problem = Problem(tensors[0].device, tensors[0].dtype, (("B", B), ("n", n), ("d", d)))
+    chosen = choose_backend(BACKENDS, backend, problem, op="spectral_fusion")
+    if chosen.name == "torch":
+        return spectral_fusion_reference(*tensors)
+    with torch.autocast(tensors[0].device.type, enabled=False):
+        return _spectral_fusion_op(*tensors)

@@ -356,33 +356,37 @@ def _spectral_fusion_bwd_kernel(
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KernelConfig:
-    """Block sizes and warps for one ``(n, d)`` problem; every field is a compile-time constant."""
+    """Block sizes and warps for one padded sequence length; every field is a compile-time constant."""
 
     BLOCK_N: int
     BLOCK_K: int
     BLOCK_D: int
     num_warps: int
+    BLOCK_D_BWD: int
+    num_warps_bwd: int
 
 
-def kernel_config(n: int, d: int) -> KernelConfig:
-    """The launch configuration the wrappers use for sequence length ``n`` and hidden size ``d``.
+#: per padded length: (forward BLOCK_D, forward warps, backward BLOCK_D, backward warps), the
+#: least-spilling choices from ``ptxas -v`` on sm_90 (bench/NOTES.md), not yet tuned with timings
+_CHUNKS = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8)}
 
-    ``tl.dot`` needs every dimension to be a power of two >= 16. The register footprint is a few
-    ``BLOCK_N x BLOCK_D`` fp32 tiles, so the channel chunk shrinks as the padded length grows.
+
+def kernel_config(n: int) -> KernelConfig:
+    """The launch configuration for sequence length ``n`` (any hidden size).
+
+    ``tl.dot`` needs every dimension to be a power of two >= 16, so ``n`` is padded to ``BLOCK_N`` and
+    frequencies are processed in blocks of ``BLOCK_K = 16``. Registers hold a few
+    ``BLOCK_N x BLOCK_D`` fp32 tiles and four ``BLOCK_K x BLOCK_N`` twiddle tiles, so the channel chunk
+    shrinks as the padded length grows; the backward keeps about twice as many tiles live.
     """
     block_n = max(16, triton.next_power_of_2(n))
-    block_k = min(32, max(16, triton.next_power_of_2(n // 2 + 1)))
-    block_d = {16: 64, 32: 64, 64: 64, 128: 32}.get(block_n, 16)
-    block_d = min(block_d, max(16, triton.next_power_of_2(d)))
-    num_warps = 4 if block_n <= 64 else 8
-    return KernelConfig(block_n, block_k, block_d, num_warps)
+    block_d, warps, block_d_bwd, warps_bwd = _CHUNKS.get(block_n, (16, 8, 16, 8))
+    return KernelConfig(block_n, 16, block_d, warps, block_d_bwd, warps_bwd)
 
 
 def all_kernel_configs() -> list[KernelConfig]:
-    """Every configuration :func:`kernel_config` can return for ``1 <= n <= MAX_N``, ``1 <= d <= MAX_D``."""
-    ns = [1, 16, 17, 31, 32, 33, 64, 65, 128, 129, 256, 257, 512]
-    ds = [1, 16, 17, 32, 33, 64, 65, MAX_D]
-    return sorted({kernel_config(n, d) for n in ns for d in ds}, key=lambda c: (c.BLOCK_N, c.BLOCK_D))
+    """Every configuration :func:`kernel_config` can return for ``1 <= n <= MAX_N``."""
+    return sorted({kernel_config(n) for n in range(1, MAX_N + 1)}, key=lambda c: c.BLOCK_N)
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -429,7 +433,7 @@ def spectral_fusion_forward(
         out = torch.empty((B, n, d), dtype=item_emb.dtype, device=item_emb.device)
     if B == 0:
         return out
-    cfg = kernel_config(n, d)
+    cfg = kernel_config(n)
     w = complex_weight[0]
     _spectral_fusion_fwd_kernel[(B,)](
         text_emb, item_emb, w, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias, out,
@@ -474,7 +478,7 @@ def spectral_fusion_backward(
     part_g = torch.zeros((programs, 2, d), dtype=acc_torch, device=device)
     part_b = torch.zeros((programs, 2), dtype=acc_torch, device=device)
     if B > 0:
-        cfg = kernel_config(n, d)
+        cfg = kernel_config(n)
         w = complex_weight[0]
         g = grad_out
         _spectral_fusion_bwd_kernel[(programs,)](
@@ -485,19 +489,57 @@ def spectral_fusion_backward(
             item_gate_weight.stride(-1), fusion_gate_weight.stride(-1),
             *d_text.stride(), *d_item.stride(),
             part_w.stride(0), part_w.stride(1), part_w.stride(2), part_g.stride(0), part_g.stride(1),
-            BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D,
-            ACC=_ACC.get(dtype, tl.float32), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps,
+            BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D_BWD,
+            ACC=_ACC.get(dtype, tl.float32), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps_bwd,
         )
     # fixed-order sums over programs: deterministic
     d_weight = part_w.sum(0).permute(1, 2, 0).unsqueeze(0)  # (1, K, d, 2)
-    d_gates = part_g.sum(0)
-    d_bias = part_b.sum(0)
     return (
         d_item,
         d_text,
         d_weight.to(complex_weight.dtype),
-        d_gates[0].reshape(item_gate_weight.shape).to(item_gate_weight.dtype),
-        d_bias[0].reshape(item_gate_bias.shape).to(item_gate_bias.dtype),
-        d_gates[1].reshape(fusion_gate_weight.shape).to(fusion_gate_weight.dtype),
-        d_bias[1].reshape(fusion_gate_bias.shape).to(fusion_gate_bias.dtype),
+        part_g[:, 0].sum(0).reshape(item_gate_weight.shape).to(item_gate_weight.dtype),
+        part_b[:, 0].sum(0).reshape(item_gate_bias.shape).to(item_gate_bias.dtype),
+        part_g[:, 1].sum(0).reshape(fusion_gate_weight.shape).to(fusion_gate_weight.dtype),
+        part_b[:, 1].sum(0).reshape(fusion_gate_bias.shape).to(fusion_gate_bias.dtype),
     )
+
+
+_TL_PTR = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float64: "*fp64"}
+
+
+def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
+                  block_n: int | None = None) -> list[dict]:
+    """Everything ``triton.compile`` needs to build each kernel the wrappers can launch for ``dtype``.
+
+    One entry per (kernel, configuration, single-chunk variant), optionally only for one padded
+    length ``block_n``: ``name``, ``fn``, ``signature``, ``constexprs`` and ``num_warps``. Used to
+    compile for a GPU target on machines without one, so GPU-only errors surface in CI.
+    """
+    precision = precision or dot_precision(dtype)
+    acc = _ACC.get(dtype, tl.float32)
+    specs = []
+    for cfg in all_kernel_configs():
+        if block_n is not None and cfg.BLOCK_N != block_n:
+            continue
+        variants = [
+            ("forward, single pass", _spectral_fusion_fwd_kernel, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": True}),
+            ("forward, two passes", _spectral_fusion_fwd_kernel, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": False}),
+            ("backward", _spectral_fusion_bwd_kernel, cfg.BLOCK_D_BWD, cfg.num_warps_bwd, {}),
+        ]
+        for label, fn, block_d, warps, extra in variants:
+            constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=block_d, ACC=acc,
+                              PRECISION=precision, **extra)
+            signature = {}
+            for arg in fn.arg_names:
+                if arg in constexprs:
+                    signature[arg] = "constexpr"
+                elif arg in ("pw_ptr", "pg_ptr", "pb_ptr"):  # fp32 (fp64) partial sums
+                    signature[arg] = "*fp64" if dtype == torch.float64 else "*fp32"
+                elif arg.endswith("_ptr"):
+                    signature[arg] = _TL_PTR[dtype]
+                else:
+                    signature[arg] = "i32"
+            specs.append(dict(name=f"spectral_fusion {label} {cfg.BLOCK_N}x{cfg.BLOCK_K}x{block_d} w{warps}",
+                              fn=fn, signature=signature, constexprs=constexprs, num_warps=warps))
+    return specs

@@ -32,6 +32,9 @@ def spectral_fusion_reference(
     computed in float32 and the result is cast back to the input dtype.
     """
     out_dtype = item_emb.dtype
+    if item_emb.shape[0] == 0:  # empty batch (some FFT libraries reject it): empty result, zero gradients
+        params = (complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias)
+        return item_emb + text_emb + 0 * sum(p.sum() for p in params)
     compute = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
     e, t = item_emb.to(compute), text_emb.to(compute)
     cw = complex_weight.to(compute)

@@ -1,0 +1,1 @@
+"""Benchmarks: ``pytest bench/`` (pytest-benchmark) and ``python -m bench`` (the results table)."""

@@ -1,0 +1,118 @@
+"""``python -m bench``: time the spectral-fusion table on this GPU and write the results.
+
+Writes ``bench/results/<date>_<gpu>.json`` (schema in the README) and a PNG of speedup over the eager
+reference beside it. Needs a CUDA device: numbers not measured on a GPU are written nowhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def measure(cases: list[Case], device: str = "cuda") -> dict:
+    """Time every case and its eager reference; returns the results document."""
+    import triton
+
+    ceiling = copy_gbps(device)
+    ref_cache: dict[tuple, float] = {}
+    records = []
+    for case in cases:
+        key = (case.direction, case.dtype, case.B, case.n, case.d)
+        try:
+            if key not in ref_cache:
+                ref_cache[key] = time_ms(make_step(case, backend="torch", device=device), device)
+            ms = time_ms(make_step(case, device=device), device)
+        except torch.OutOfMemoryError:
+            print(f"{case.id}: out of memory, skipped", file=sys.stderr)
+            torch.cuda.empty_cache()
+            continue
+        bytes_ = floor_bytes(case)
+        gbps = bytes_ / ms / 1e6
+        records.append({
+            "op": "spectral_fusion", "backend": case.backend, "direction": case.direction, "dtype": case.dtype,
+            "B": case.B, "n": case.n, "d": case.d, "ms": round(ms, 5), "ref_ms": round(ref_cache[key], 5),
+            "speedup": round(ref_cache[key] / ms, 3), "gbps": round(gbps, 1),
+            "roofline_frac": round(gbps / ceiling, 3),
+        })
+        print(json.dumps(records[-1]), flush=True)
+        torch.cuda.empty_cache()
+    return {
+        "device": torch.cuda.get_device_name(device),
+        "date": dt.date.today().isoformat(),
+        "commit": _commit(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "copy_gbps": round(ceiling, 1),
+        "records": records,
+    }
+
+
+def plot(document: dict, path: Path) -> None:
+    """Bar chart of speedup over the eager reference, one bar per record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = document["records"]
+    labels = [f"{r['backend']} {r['direction']} {r['dtype']}\nB{r['B']} n{r['n']} d{r['d']}" for r in records]
+    fig, ax = plt.subplots(figsize=(max(8, len(records) * 0.35), 5))
+    ax.bar(range(len(records)), [r["speedup"] for r in records])
+    ax.set_xticks(range(len(records)), labels, rotation=90, fontsize=6)
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.set_ylabel("speedup over eager torch.fft reference")
+    ax.set_title(f"spectral_fusion on {document['device']} ({document['date']}, {document['commit']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write(document: dict, out_dir: Path = RESULTS) -> Path:
+    """Write the JSON (atomically) and its PNG; returns the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", document["device"]).strip("-").lower()
+    path = out_dir / f"{document['date']}_{gpu}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=1) + "\n")
+    os.replace(tmp, path)
+    plot(document, path.with_suffix(".png"))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filter", default="", help="only cases whose id contains this string")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("python -m bench needs a CUDA device (none here); `pytest bench/` runs CPU reference sizes.",
+              file=sys.stderr)
+        return 2
+    cases = [c for c in GPU_CASES if args.filter in c.id]
+    print(f"wrote {write(measure(cases), args.out_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

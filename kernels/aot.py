@@ -1,0 +1,93 @@
+"""Compile every Triton kernel configuration for a GPU target ahead of time, without a GPU.
+
+``python -m tedrec_fast.kernels.aot [--dtype float32 ...] [--arch 90]`` compiles each entry of each
+kernel module's ``compile_specs`` with ``triton.compile(..., target=GPUTarget("cuda", arch, 32))``, runs
+``ptxas -v`` on the PTX for registers and spills, and prints one JSON line per kernel. GPU-only errors
+(``tl.dot`` shapes, unsupported precisions, layouts) raise here. Must run with ``TRITON_INTERPRET``
+unset: the interpreter replaces the kernels by Python functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import triton
+from tedrec_fast.kernels import spectral_fusion
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+__all__ = ["compile_all", "main"]
+
+MODULES = (spectral_fusion,)
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+def _ptxas_usage(ptx: str, arch: int) -> dict[str, int]:
+    """Registers, spill bytes and stack frame of the (single) kernel in ``ptx``, from ``ptxas -v``."""
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    target = re.search(r"^\.target\s+(\S+)", ptx, re.M)
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    try:
+        result = subprocess.run([ptxas, f"-arch={target.group(1) if target else f'sm_{arch}'}", "-v", f.name,
+                                 "-o", os.devnull], capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(f.name)
+    info = result.stderr + result.stdout
+    regs = re.search(r"Used (\d+) registers", info)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    stack = re.search(r"(\d+) bytes stack frame", info)
+    return {
+        "registers": int(regs.group(1)) if regs else -1,
+        "spill_store_bytes": int(spill.group(1)) if spill else 0,
+        "spill_load_bytes": int(spill.group(2)) if spill else 0,
+        "stack_bytes": int(stack.group(1)) if stack else 0,
+    }
+
+
+def compile_all(dtypes: list[torch.dtype], arch: int = 90, precisions: list[str | None] | None = None,
+                block_n: int | None = None):
+    """Yield one result dict per compiled kernel; raises on the first compile error."""
+    target = GPUTarget("cuda", arch, 32)
+    for module in MODULES:
+        for dtype in dtypes:
+            for precision in precisions or [None]:
+                for spec in module.compile_specs(dtype, precision, block_n):
+                    start = time.perf_counter()
+                    src = ASTSource(fn=spec["fn"], signature=spec["signature"], constexprs=spec["constexprs"])
+                    compiled = triton.compile(src, target=target, options={"num_warps": spec["num_warps"]})
+                    yield {
+                        "kernel": spec["name"],
+                        "dtype": str(dtype).removeprefix("torch."),
+                        "precision": spec["constexprs"].get("PRECISION"),
+                        "shared_bytes": compiled.metadata.shared,
+                        "compile_s": round(time.perf_counter() - start, 2),
+                        **_ptxas_usage(compiled.asm["ptx"], arch),
+                    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", action="append", choices=sorted(_DTYPES), help="repeatable; default float32")
+    parser.add_argument("--precision", action="append", help="tl.dot input precision(s); default per dtype")
+    parser.add_argument("--arch", type=int, default=90)
+    parser.add_argument("--block-n", type=int, help="only the configuration for this padded length")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        parser.error("unset TRITON_INTERPRET: the interpreter cannot compile kernels")
+    for result in compile_all([_DTYPES[d] for d in args.dtype or ["float32"]], args.arch, args.precision,
+                              args.block_n):
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

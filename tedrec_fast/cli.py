@@ -1,0 +1,126 @@
+"""``tedrec-fast``: prepare data, encode item texts, train and evaluate.
+
+    tedrec-fast prepare ...                    # delegates to tedrec_fast.data.cli
+    tedrec-fast encode [--dataset ml-100k] [--encoder minilm]
+    tedrec-fast train [--config FILE] [flags]  # no flags: TedRec on ml-100k, MiniLM texts, cuda or cpu
+    tedrec-fast evaluate --checkpoint PATH
+    torchrun --nproc_per_node N -m tedrec_fast.cli train ...   # data parallel
+
+Settings are resolved as packaged defaults < ``--config`` YAML < flags. On a CPU, ``train`` uses a short
+schedule for the settings not given (see :mod:`tedrec_fast.train.run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of RunConfig/TrainConfig keys (tedrec_fast/config.py)")
+    parser.add_argument("--dataset", help="dataset source (ml-100k, ml-1m, online-retail, ...) or prepared directory")
+    parser.add_argument("--raw", help="raw file/directory of the source (default: download)")
+    parser.add_argument("--model", help="tedrec, tedrec-wo-mm, tedrec-wo-ag, tedrec-wo-if, tedrec-wo-tf, sasrec")
+    parser.add_argument("--encoder", help="text encoder (default minilm)")
+    parser.add_argument("--data-dir", dest="data_dir", help="cache of prepared datasets and text embeddings")
+    parser.add_argument("--device", help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--max-seq-length", dest="max_seq_length", type=int, help="history length (default 50)")
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, help="maximum epochs (paper: 300)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, help="global batch size (paper: 2048)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--patience", type=int, help="early-stopping patience on valid NDCG@10 (paper: 10)")
+    parser.add_argument("--grad-clip", dest="grad_clip", type=float, help="clip the gradient norm")
+    parser.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int,
+                        help="cap optimizer steps per epoch (0: no cap)")
+    parser.add_argument("--fusion-backend", dest="fusion_backend", help="auto, triton or torch")
+    parser.add_argument("--output-dir", dest="output_dir", help="run directory (default runs/<dataset>-<model>)")
+    parser.add_argument("--results-dir", dest="results_dir", help="where result records go (bench/results)")
+    for flag, text in (("resume", "continue the run in --output-dir from its last checkpoint"),
+                       ("bf16", "bfloat16 autocast"), ("deterministic", "deterministic algorithms"),
+                       ("record", "append a result record even on CPU")):
+        parser.add_argument(f"--{flag}", action="store_true", default=None, help=text)
+    _add_eval_flags(parser)
+
+
+def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, help="users per scoring chunk")
+    parser.add_argument("--mask-history", dest="mask_history", action="store_true", default=None,
+                        help="score the input sequence's items -inf (RecBole does not)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                        help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tedrec-fast`` argument parser."""
+    parser = argparse.ArgumentParser(prog="tedrec-fast", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare", help="prepare a dataset (tedrec-fast prepare --help)", add_help=False)
+    encode = sub.add_parser("encode", help="encode a dataset's item texts into the cache")
+    _add_common(encode)
+    train = sub.add_parser("train", help="train a model (no arguments: TedRec on ml-100k)")
+    _add_common(train)
+    _add_train(train)
+    evaluate = sub.add_parser("evaluate", help="evaluate a saved run on valid and test")
+    evaluate.add_argument("--checkpoint", required=True, help="best.pt, last.pt or a run directory")
+    evaluate.add_argument("--device")
+    evaluate.add_argument("--data-dir", dest="data_dir")
+    _add_eval_flags(evaluate)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "config", "checkpoint") and v is not None}
+    if values.get("max_steps_per_epoch") == 0:
+        values["max_steps_per_epoch"] = None
+    return values
+
+
+def _explicit(args: argparse.Namespace) -> set[str]:
+    from tedrec_fast.config import read_config_file
+
+    keys = {k for k, v in vars(args).items() if v is not None}
+    if args.config:
+        keys |= set(read_config_file(args.config))
+    return keys
+
+
+def _prepare(argv: list[str]) -> int:
+    from tedrec_fast.data.cli import add_prepare_arguments, run_prepare
+
+    parser = argparse.ArgumentParser(prog="tedrec-fast prepare", description="Prepare a dataset.")
+    add_prepare_arguments(parser)
+    return int(run_prepare(parser.parse_args(argv)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``tedrec-fast`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["prepare"]:
+        return _prepare(argv[1:])
+    args = build_parser().parse_args(argv)
+    from tedrec_fast.config import load_config
+    from tedrec_fast.train import run
+
+    if args.command == "evaluate":
+        run.evaluate_run(args.checkpoint, _overrides(args))
+        return 0
+    cfg = load_config(args.config, _overrides(args))
+    if args.command == "encode":
+        run.encode_run(cfg)
+    else:
+        run.train_run(cfg, _explicit(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

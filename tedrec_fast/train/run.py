@@ -1,0 +1,200 @@
+"""End-to-end runs behind ``tedrec-fast train | evaluate | encode``: data, text embeddings, model, trainer.
+
+The data, text and model packages are imported inside the functions that use them.
+
+**Short CPU schedule.** A TedRec training step at the paper's batch size (2048 sequences of 50 items,
+d = 300, full softmax) costs about a TFLOP of forward + backward work, tens of seconds on a 2-core CPU.
+So on a CPU, the settings of :data:`CPU_SCHEDULE` replace those the user did not set (by flag or config
+file): a couple of short epochs that finish in minutes. The paper's schedule is
+``tedrec-fast train --epochs 300 --batch-size 2048 --max-steps-per-epoch 0`` (best on a GPU).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Collection
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from tedrec_fast.config import RunConfig
+from tedrec_fast.train.checkpoint import load_checkpoint, seed_everything
+from tedrec_fast.train.distributed import DistContext, init_distributed
+from tedrec_fast.train.evaluate import full_sort_evaluate
+from tedrec_fast.train.report import append_result_record, format_metrics_table, results_path
+from tedrec_fast.train.trainer import BEST_NAME, Trainer, TrainResult
+
+__all__ = ["CPU_SCHEDULE", "apply_cpu_schedule", "load_data", "build_recommender", "fusion_backend_name",
+           "train_run", "evaluate_run", "encode_run"]
+
+#: TrainConfig settings that replace unset ones when training on a CPU (see the module docstring)
+CPU_SCHEDULE: dict[str, Any] = {"epochs": 2, "batch_size": 256, "max_steps_per_epoch": 20}
+_PAPER_HINT = "tedrec-fast train --epochs 300 --batch-size 2048 --max-steps-per-epoch 0"
+
+
+def apply_cpu_schedule(cfg: RunConfig, explicit: Collection[str]) -> dict[str, Any]:
+    """Set the :data:`CPU_SCHEDULE` values not in ``explicit`` on ``cfg.train``; return what was changed."""
+    changed = {k: v for k, v in CPU_SCHEDULE.items() if k not in explicit}
+    for key, value in changed.items():
+        setattr(cfg.train, key, value)
+    cfg.train.__post_init__()
+    return changed
+
+
+def _text_cache(cfg: RunConfig) -> Path:
+    return Path(cfg.data_dir).expanduser() / "text"
+
+
+def load_data(cfg: RunConfig, dist: DistContext | None = None) -> Any:
+    """Prepare (or reuse) and load ``cfg.dataset``; a directory path is loaded as is.
+
+    Under data parallelism rank 0 prepares first, the others wait and then load.
+    """
+    from tedrec_fast.data import load_dataset, prepare_dataset
+
+    dist = dist or DistContext()
+    if not dist.is_main:
+        dist.barrier()
+    if Path(cfg.dataset).is_dir():
+        directory = Path(cfg.dataset)
+    else:
+        directory = prepare_dataset(cfg.dataset, Path(cfg.data_dir).expanduser() / "datasets", raw=cfg.raw,
+                                    max_seq_length=cfg.max_seq_length)
+    if dist.is_main:
+        dist.barrier()
+    return load_dataset(directory, max_seq_length=cfg.max_seq_length)
+
+
+def _text_embeddings(cfg: RunConfig, dataset: Any, dist: DistContext) -> np.ndarray | None:
+    if not cfg.model.lower().startswith("tedrec"):
+        return None
+    from tedrec_fast.text import encode_dataset_texts
+
+    if not dist.is_main:
+        dist.barrier()
+    table = encode_dataset_texts(list(dataset.item_text), dataset.name, cfg.encoder, _text_cache(cfg))
+    if dist.is_main:
+        dist.barrier()
+    return table
+
+
+def build_recommender(cfg: RunConfig, n_items: int, text_embeddings: Any) -> torch.nn.Module:
+    """``tedrec_fast.models.build_model`` with ``cfg.model_args`` (and ``cfg.fusion_backend`` for TedRec models)."""
+    from tedrec_fast.models import build_model
+
+    kwargs = dict(cfg.model_args)
+    text = None
+    if cfg.model.lower().startswith("tedrec"):
+        kwargs.setdefault("fusion_backend", cfg.fusion_backend)
+        text = torch.as_tensor(np.asarray(text_embeddings), dtype=torch.float32)
+    return build_model(cfg.model, n_items, cfg.max_seq_length, text, **kwargs)
+
+
+def fusion_backend_name(model: torch.nn.Module, device: torch.device, batch: int, bf16: bool) -> str:
+    """Which spectral-fusion backend the model's fusion layer runs for a batch of ``batch`` sequences."""
+    from tedrec_fast.nn import FusedSpectralFusion
+    from tedrec_fast.ops.dispatch import Problem, choose_backend
+    from tedrec_fast.ops.spectral_fusion.op import BACKENDS
+
+    fusion = getattr(model, "fusion", None)
+    if fusion is None:
+        return "none (no fusion layer)"
+    if not isinstance(fusion, FusedSpectralFusion):
+        return f"torch ({type(fusion).__name__}: ablation, plain torch ops)"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    sizes = (("B", batch), ("n", fusion.max_seq_length), ("d", fusion.hidden_size))
+    chosen = choose_backend(BACKENDS, fusion.backend, Problem(device, dtype, sizes), op="spectral_fusion")
+    return f"{chosen.name} (requested {fusion.backend!r})"
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
+    """Train ``cfg`` end to end: data, text embeddings, model, :class:`Trainer`, metrics table, result record.
+
+    ``explicit`` names the settings the user chose (flags or config file); on a CPU the others of
+    :data:`CPU_SCHEDULE` are replaced by the short schedule. Under ``torchrun`` every process calls this.
+    """
+    dist, device = init_distributed(cfg.device)
+    say = print if dist.is_main else (lambda *a, **k: None)
+    if device.type == "cpu":
+        changed = apply_cpu_schedule(cfg, explicit)
+        if changed:
+            say(f"CPU short schedule: {changed} (the paper's schedule: {_PAPER_HINT})")
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    started = time.perf_counter()
+    dataset = load_data(cfg, dist)
+    text = _text_embeddings(cfg, dataset, dist)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    model = build_recommender(cfg, dataset.n_items, text)
+    backend = fusion_backend_name(model, device, cfg.train.batch_size // dist.world_size, cfg.train.bf16)
+    say(f"dataset {dataset.name}: {dataset.n_users} users, {dataset.n_items - 1} items, "
+        f"{dataset.train.target.shape[0]} training sequences (data + text: {time.perf_counter() - started:.1f}s)")
+    say(f"model {cfg.model} | device {device} ({_device_name(device)}) x {dist.world_size} process(es) | "
+        f"spectral_fusion backend: {backend} | run dir {cfg.run_dir}")
+    trainer = Trainer(model, dataset, cfg.train, device=device, output_dir=cfg.run_dir, resume=cfg.resume,
+                      dist=dist, metadata=cfg.to_dict())
+    result = trainer.fit()
+    say(f"\nbest epoch {result.best_epoch} of {result.epochs_run} ({result.seconds_per_epoch:.1f}s per epoch)")
+    say(format_metrics_table({"valid": result.best_valid, "test": result.test}))
+    if dist.is_main and (device.type == "cuda" or cfg.record):
+        path = results_path(cfg.results_dir, _device_name(device))
+        append_result_record(path, {
+            "op": "train", "date": _dt.datetime.now().isoformat(timespec="seconds"),
+            "dataset": dataset.name, "model": cfg.model, "device": _device_name(device),
+            "world_size": dist.world_size, "fusion_backend": backend, "batch_size": cfg.train.batch_size,
+            "bf16": cfg.train.bf16, "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run,
+            "best_epoch": result.best_epoch, "encoder": cfg.encoder if text is not None else None,
+            **{f"test_{k}": v for k, v in result.test.items()},
+        })
+        say(f"result recorded in {path}")
+    return result
+
+
+def evaluate_run(checkpoint: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate a saved run (``best.pt``, ``last.pt`` or a run directory) on valid and test; prints a table.
+
+    The run's settings come from the checkpoint; ``overrides`` (``device``, ``data_dir``, ``eval_batch_size``,
+    ``mask_history``, ...) replace them.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / BEST_NAME
+    state = load_checkpoint(path)
+    values = {**state.get("metadata", {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    cfg = RunConfig.from_dict(values)
+    dist, device = init_distributed(cfg.device)
+    dataset = load_data(cfg, dist)
+    weights = state["model"]
+    text = weights.get("text_embeddings")
+    if text is None:
+        text = _text_embeddings(cfg, dataset, dist)
+    model = build_recommender(cfg, dataset.n_items, text)
+    model.load_state_dict(weights)
+    model.to(device)
+    metrics = {}
+    for name in ("valid", "test"):
+        split = getattr(dataset, name)
+        on_device = SimpleNamespace(**{a: getattr(split, a).to(device) for a in ("item_seq", "item_seq_len", "target")})
+        metrics[name] = full_sort_evaluate(model, on_device, batch_size=cfg.train.eval_batch_size,
+                                           mask_history=cfg.train.mask_history, bf16=cfg.train.bf16, dist=dist)
+    if dist.is_main:
+        print(f"{path} (epoch {state.get('epoch')}), {cfg.model} on {dataset.name}, device {device}")
+        print(format_metrics_table(metrics))
+    return metrics
+
+
+def encode_run(cfg: RunConfig) -> np.ndarray:
+    """Encode (or load from the cache) the item texts of ``cfg.dataset`` with ``cfg.encoder``."""
+    from tedrec_fast.text import encode_dataset_texts
+
+    dataset = load_data(cfg)
+    table = encode_dataset_texts(list(dataset.item_text), dataset.name, cfg.encoder, _text_cache(cfg))
+    print(f"{dataset.name}: text embeddings {table.shape} ({cfg.encoder}) cached under {_text_cache(cfg)}")
+    return table

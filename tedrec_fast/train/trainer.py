@@ -1,0 +1,302 @@
+"""The trainer: device-resident data, shuffled on the device, no per-step host synchronisation.
+
+The three splits are moved to the device once as index tensors. Each epoch draws one permutation with
+``torch.randperm`` on the device (a seeded ``torch.Generator``), and every step gathers its batch with
+that permutation: no DataLoader, no collate, no per-step host-to-device copy. The loss is accumulated on
+the device and read back only every ``log_every`` steps (for the progress bar) and at the end of the epoch.
+
+Under ``torchrun`` (see :mod:`tedrec_fast.train.distributed`) the model is wrapped in
+``DistributedDataParallel``; every process draws the same permutation and takes a contiguous, disjoint
+shard of each global batch, its loss scaled by ``shard_size * world_size / batch_size`` so that the
+averaged gradient equals the single-process gradient of the whole global batch. A final global batch
+smaller than the number of processes is dropped. Evaluation metrics are all-reduced; rank 0 logs and
+writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from tedrec_fast.config import TrainConfig
+from tedrec_fast.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic, seed_everything
+from tedrec_fast.train.distributed import DistContext, shard_bounds
+from tedrec_fast.train.evaluate import SplitLike, full_sort_evaluate
+from tedrec_fast.train.report import JsonlLog
+
+__all__ = ["Trainer", "TrainResult", "DatasetLike", "SELECTION_METRIC", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME"]
+
+#: early stopping and best-checkpoint selection use this valid metric
+SELECTION_METRIC = "ndcg@10"
+#: files in the run directory
+CHECKPOINT_NAME, BEST_NAME, LOG_NAME = "last.pt", "best.pt", "log.jsonl"
+
+
+class DatasetLike(Protocol):
+    """The splits the trainer reads (``tedrec_fast.data.SequentialDataset`` fits)."""
+
+    train: SplitLike
+    valid: SplitLike
+    test: SplitLike
+
+
+@dataclass(frozen=True)
+class _Split:
+    item_seq: torch.Tensor
+    item_seq_len: torch.Tensor
+    target: torch.Tensor
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :meth:`Trainer.fit`.
+
+    Attributes:
+        best_epoch: the epoch whose weights were restored for the test (1-based).
+        epochs_run: epochs completed (including those of an interrupted run that was resumed).
+        stopped_early: whether patience ran out before ``epochs``.
+        best_valid: valid metrics of the best epoch.
+        test: test metrics of the restored best weights.
+        seconds_per_epoch: mean wall-clock seconds of the training part of an epoch.
+    """
+
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    best_valid: dict[str, float]
+    test: dict[str, float]
+    seconds_per_epoch: float
+
+
+class _LossModule(nn.Module):
+    """Routes ``calculate_loss`` through ``forward`` so DistributedDataParallel sees it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.model.calculate_loss(item_seq, item_seq_len, target)
+
+
+def _to_device(split: SplitLike, name: str, device: torch.device) -> _Split:
+    for attr in ("item_seq", "item_seq_len", "target"):
+        if not isinstance(getattr(split, attr, None), torch.Tensor):
+            raise TypeError(f"Trainer: dataset.{name}.{attr} must be a torch.Tensor")
+    if split.item_seq.dim() != 2 or split.item_seq_len.shape != split.target.shape != split.item_seq.shape[:1]:
+        raise ValueError(f"Trainer: dataset.{name} must hold item_seq (N, L), item_seq_len (N,) and target (N,)")
+    return _Split(*(getattr(split, a).to(device, torch.long) for a in ("item_seq", "item_seq_len", "target")))
+
+
+class Trainer:
+    """Trains a sequential recommender with early stopping on valid NDCG@10, then tests the best weights.
+
+    Args:
+        model: a :class:`~tedrec_fast.models.base.SequentialRecommender`.
+        dataset: object with ``train``, ``valid`` and ``test`` splits (``item_seq``, ``item_seq_len``, ``target``).
+        config: training options (:class:`~tedrec_fast.config.TrainConfig`).
+        device: where to train (default: the model's device).
+        output_dir: run directory for ``last.pt`` (resumable state), ``best.pt`` (best weights) and
+            ``log.jsonl`` (one record per epoch); ``None`` writes nothing.
+        resume: continue from ``output_dir/last.pt`` if it exists (else start fresh). In deterministic mode a
+            resumed run ends bit-identical to an uninterrupted one. Under data parallelism every process
+            restores rank 0's RNG states.
+        dist: the process group (default: one process).
+        metadata: JSON-like mapping stored in the checkpoints (``tedrec-fast evaluate`` reads it).
+
+    The constructor seeds the global torch RNGs and the shuffling generator with ``config.seed`` (and sets
+    deterministic mode as configured), so seed before building the model too for reproducible inits.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: DatasetLike,
+        config: TrainConfig | None = None,
+        *,
+        device: str | torch.device | None = None,
+        output_dir: str | Path | None = None,
+        resume: bool = False,
+        dist: DistContext | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Trainer: model must be an nn.Module, got {type(model).__name__}")
+        self.config = config if config is not None else TrainConfig()
+        if not isinstance(self.config, TrainConfig):
+            raise TypeError(f"Trainer: config must be a TrainConfig, got {type(self.config).__name__}")
+        if resume and output_dir is None:
+            raise ValueError("Trainer: resume=True needs an output_dir")
+        self.dist = dist or DistContext()
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        seed_everything(self.config.seed, self.config.deterministic)
+        self.model = model.to(self.device)
+        self.splits = {name: _to_device(getattr(dataset, name), name, self.device)
+                       for name in ("train", "valid", "test")}
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(self.config.seed)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        loss_module = _LossModule(model)
+        if self.dist.enabled:
+            ids = [self.device] if self.device.type == "cuda" else None
+            loss_module = DistributedDataParallel(loss_module, device_ids=ids)
+        self.loss_module = loss_module
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.metadata = dict(metadata or {})
+        self.log = JsonlLog(self.output_dir / LOG_NAME) if self.output_dir and self.dist.is_main else None
+        self.epoch = 0
+        self.best_metric = -math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_valid: dict[str, float] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.train_seconds: list[float] = []
+        if resume and (self.output_dir / CHECKPOINT_NAME).is_file():
+            self._resume()
+        elif self.log is not None:
+            self.log.truncate_after(0)
+
+    # ------------------------------------------------------------------ training
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.config.bf16 else nullcontext()
+
+    def _steps_per_epoch(self, n: int) -> int:
+        batch = self.config.batch_size
+        steps = n // batch + (1 if n % batch >= self.dist.world_size else 0)
+        if self.config.max_steps_per_epoch is not None:
+            steps = min(steps, self.config.max_steps_per_epoch)
+        return steps
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the (shuffled) training set; returns the mean training loss over all processes."""
+        cfg, split = self.config, self.splits["train"]
+        n = split.target.shape[0]
+        perm = torch.randperm(n, generator=self.generator, device=self.device)
+        steps = self._steps_per_epoch(n)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
+        self.loss_module.train()
+        bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="step", leave=False,
+                   disable=not (cfg.progress and self.dist.is_main))
+        start = time.perf_counter()
+        for step in range(steps):
+            global_idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            global_size = global_idx.shape[0]
+            lo, hi = shard_bounds(global_size, self.dist.rank, self.dist.world_size)
+            idx = global_idx[lo:hi]
+            with self._autocast():
+                loss = self.loss_module(split.item_seq[idx], split.item_seq_len[idx], split.target[idx])
+            scale = (hi - lo) * self.dist.world_size / global_size
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * scale if scale != 1 else loss).backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            loss_sum += loss.detach().double() * (hi - lo)
+            seen += hi - lo
+            bar.update(1)
+            if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+                rate = (step + 1) * cfg.batch_size / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}", seq_per_s=f"{rate:.0f}")
+        bar.close()
+        totals = self.dist.all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(seen))]))
+        total_loss, total_seen = totals.tolist()
+        return total_loss / total_seen if total_seen else math.nan
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Full-sort metrics of the current weights on ``"valid"`` or ``"test"``."""
+        if split not in ("valid", "test"):
+            raise ValueError(f"Trainer.evaluate: split must be 'valid' or 'test', got {split!r}")
+        cfg = self.config
+        return full_sort_evaluate(self.model, self.splits[split], batch_size=cfg.eval_batch_size,
+                                  mask_history=cfg.mask_history, bf16=cfg.bf16, dist=self.dist)
+
+    def fit(self) -> TrainResult:
+        """Train until ``epochs`` or early stopping, restore the best weights, evaluate them on the test split."""
+        cfg = self.config
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
+            epoch = self.epoch + 1
+            start = time.perf_counter()
+            loss = self.train_epoch(epoch)
+            train_seconds = time.perf_counter() - start
+            valid = self.evaluate("valid")
+            self.epoch = epoch
+            self.train_seconds.append(train_seconds)
+            improved = valid[SELECTION_METRIC] > self.best_metric
+            if improved:
+                self.best_metric, self.best_epoch, self.bad_epochs = valid[SELECTION_METRIC], epoch, 0
+                self.best_valid = dict(valid)
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                self.bad_epochs += 1
+            self._save(improved)
+            record = {"epoch": epoch, "train_loss": loss, **{f"valid_{k}": v for k, v in valid.items()},
+                      "train_seconds": train_seconds, "seconds": time.perf_counter() - start}
+            if self.log is not None:
+                self.log.append(record)
+            if self.dist.is_main and cfg.progress:
+                metrics = "  ".join(f"{k} {v:.4f}" for k, v in valid.items())
+                tqdm.write(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metrics}  {record['seconds']:.1f}s"
+                           + ("  *" if improved else ""))
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        test = self.evaluate("test")
+        return TrainResult(
+            best_epoch=self.best_epoch,
+            epochs_run=self.epoch,
+            stopped_early=self.bad_epochs >= cfg.patience and self.epoch < cfg.epochs,
+            best_valid=dict(self.best_valid),
+            test=test,
+            seconds_per_epoch=sum(self.train_seconds) / len(self.train_seconds) if self.train_seconds else math.nan,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, improved: bool) -> None:
+        if self.output_dir is None or not self.dist.is_main:
+            return
+        common = {"metadata": self.metadata, "train_config": asdict(self.config)}
+        if improved:
+            save_atomic({"model": self.best_state, "epoch": self.epoch, "valid": self.best_valid, **common},
+                        self.output_dir / BEST_NAME)
+        save_atomic(
+            {
+                "epoch": self.epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": rng_state(self.device, self.generator),
+                "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+                "best_valid": self.best_valid,
+                "best_model": self.best_state,
+                "train_seconds": self.train_seconds,
+                **common,
+            },
+            self.output_dir / CHECKPOINT_NAME,
+        )
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.output_dir / CHECKPOINT_NAME)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"], self.device, self.generator)
+        self.epoch = state["epoch"]
+        self.best_metric = state["best_metric"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = state["bad_epochs"]
+        self.best_valid = dict(state["best_valid"])
+        self.best_state = {k: v.to(self.device) for k, v in state["best_model"].items()}
+        self.train_seconds = list(state["train_seconds"])
+        if self.log is not None:
+            self.log.truncate_after(self.epoch)
+        if self.dist.is_main and self.config.progress:
+            tqdm.write(f"resumed from {self.output_dir / CHECKPOINT_NAME} after epoch {self.epoch}")

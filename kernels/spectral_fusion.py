@@ -493,7 +493,7 @@ def spectral_fusion_backward(
             ACC=_ACC.get(dtype, tl.float32), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps_bwd,
         )
     # fixed-order sums over programs: deterministic
-    d_weight = part_w.sum(0).permute(1, 2, 0).unsqueeze(0)  # (1, K, d, 2)
+    d_weight = part_w.sum(0).permute(1, 2, 0).unsqueeze(0).contiguous()  # (1, K, d, 2)
     return (
         d_item,
         d_text,

@@ -157,6 +157,16 @@ def test_autocast_casts_inputs(backend: str, device: str) -> None:
     torch.testing.assert_close(out.double(), expected, atol=atol * 4, rtol=rtol)
 
 
+def test_custom_ops_pass_opcheck(device: str) -> None:
+    """Fake (meta) implementations, schemas and autograd registration agree with the real kernels."""
+    from tedrec_fast.ops.spectral_fusion.op import _spectral_fusion_backward_op, _spectral_fusion_op
+
+    inputs = random_inputs(2, 5, 3, torch.float32, device, requires_grad=True)
+    torch.library.opcheck(_spectral_fusion_op, inputs)
+    grad = torch.randn(2, 5, 3, device=device)
+    torch.library.opcheck(_spectral_fusion_backward_op, (grad, *(x.detach() for x in inputs)))
+
+
 class _TinyModel(nn.Module):
     def __init__(self, backend: str) -> None:
         super().__init__()

@@ -22,3 +22,18 @@ BACKWARD = {
 }
 #: TF32 products on a GPU (``torch.set_float32_matmul_precision("high")``)
 TF32 = (5e-3, 5e-3)
+
+#: full-catalog cross-entropy (loss of order 1-10, gradients summed over the catalog); the loss is
+#: computed in fp32 for 16-bit inputs, so their error is the rounding of the inputs themselves
+FULL_CATALOG_CE_FORWARD = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (2e-5, 2e-5),
+    torch.bfloat16: (1e-5, 1e-5),
+    torch.float16: (1e-5, 1e-5),
+}
+FULL_CATALOG_CE_BACKWARD = {
+    torch.float64: (1e-9, 1e-9),
+    torch.float32: (1e-4, 1e-4),
+    torch.bfloat16: (1e-2, 1e-2),
+    torch.float16: (2e-3, 2e-3),
+}

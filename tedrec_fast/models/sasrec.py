@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from tedrec_fast.models.backbone import SASRecBackbone
+from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["SASRec"]
 
@@ -42,4 +42,6 @@ class SASRec(SASRecBackbone):
         return self.forward(item_seq, item_seq_len) @ self.item_embedding.weight.t()
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.full_sort_scores(item_seq, item_seq_len), target)
+        return full_catalog_cross_entropy(
+            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=1.0, normalize=False
+        )

@@ -9,6 +9,7 @@ from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.fusion import AblatedSpectralFusion
 from tedrec_fast.models.moe import MoEModulation
 from tedrec_fast.nn import FusedSpectralFusion
+from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["TedRec"]
 
@@ -99,4 +100,6 @@ class TedRec(SASRecBackbone):
         return seq @ F.normalize(self.item_embedding.weight, dim=-1).t()
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.full_sort_scores(item_seq, item_seq_len) / self.temperature, target)
+        return full_catalog_cross_entropy(
+            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=self.temperature
+        )

@@ -1,0 +1,245 @@
+"""The full-catalog cross-entropy: fused backends (Triton, torch-chunked) against the float64 reference.
+
+Without a GPU the Triton kernels run on CPU tensors under the interpreter (see conftest.py); with one,
+the same tests run on the device.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tedrec_fast import full_catalog_cross_entropy
+from tedrec_fast.kernels import full_catalog_ce as kernels
+from tedrec_fast.ops.full_catalog_ce import op
+from tedrec_fast.ops.full_catalog_ce.reference import full_catalog_cross_entropy_reference
+from tests.tolerances import FULL_CATALOG_CE_BACKWARD, FULL_CATALOG_CE_FORWARD
+
+FUSED = ("triton", "torch-chunked")
+
+
+def make_inputs(B: int, V: int, d: int, dtype: torch.dtype, device: str, *, seed: int = 0, ignored: int = 1,
+                zero_rows: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, an item table whose first ``zero_rows`` rows are zero (padding), targets with ``ignored``
+    rows set to -100. Scaled so cosine logits / 0.07 and raw dot products both stay O(10)."""
+    gen = torch.Generator().manual_seed(seed)
+    query = torch.randn(B, d, generator=gen, dtype=torch.float64)
+    items = torch.randn(V, d, generator=gen, dtype=torch.float64) * d**-0.5
+    items[: min(zero_rows, V)] = 0
+    targets = torch.randint(0, V, (B,), generator=gen)
+    targets[: min(ignored, B)] = -100
+    return query.to(dtype=dtype, device=device), items.to(dtype=dtype, device=device), targets.to(device)
+
+
+def _reference(query, items, targets, grad, **kw):
+    """Per-row float64 reference loss and gradients from the (already rounded) inputs."""
+    q = query.detach().double().cpu().requires_grad_()
+    c = items.detach().double().cpu().requires_grad_()
+    loss = full_catalog_cross_entropy_reference(q, c, targets.cpu(), reduction="none", **kw)
+    d_q, d_c = torch.autograd.grad(loss, (q, c), grad.double().cpu())
+    return loss.detach(), d_q, d_c
+
+
+def _assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: tuple[float, float], what: str) -> None:
+    atol, rtol = tol
+    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+    torch.testing.assert_close(actual.double().cpu(), expected, atol=atol * scale, rtol=rtol,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def check(backend: str, B: int, V: int, d: int, dtype: torch.dtype, device: str, *, normalize: bool = True,
+          seed: int = 0, **inputs_kw) -> None:
+    query, items, targets = make_inputs(B, V, d, dtype, device, seed=seed, **inputs_kw)
+    temperature = 0.07 if normalize else 1.0
+    kw = dict(temperature=temperature, normalize=normalize)
+    grad = torch.rand(B, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)).to(device)
+    want_loss, want_dq, want_dc = _reference(query, items, targets, grad, **kw)
+
+    q = query.clone().requires_grad_()
+    c = items.clone().requires_grad_()
+    loss = full_catalog_cross_entropy(q, c, targets, reduction="none", backend=backend, **kw)
+    assert loss.dtype == (torch.float64 if dtype == torch.float64 else torch.float32) and loss.shape == (B,)
+    loss.backward(grad.to(loss.dtype))
+    _assert_close(loss, want_loss, FULL_CATALOG_CE_FORWARD[dtype], "loss")
+    _assert_close(q.grad, want_dq, FULL_CATALOG_CE_BACKWARD[dtype], "d_query")
+    assert c.grad.dtype == dtype and q.grad.dtype == dtype
+    # zero (padding) rows get gradients ~1/eps: compare them on their own scale
+    zero = (items.double().cpu().abs().sum(1) == 0)
+    _assert_close(c.grad[~zero.to(device)], want_dc[~zero], FULL_CATALOG_CE_BACKWARD[dtype], "d_item_weight")
+    if dtype in (torch.float32, torch.float64):  # 1e12 * O(1) overflows fp16 / is coarse in bf16
+        _assert_close(c.grad[zero.to(device)], want_dc[zero], FULL_CATALOG_CE_BACKWARD[dtype], "d_item_weight[pad]")
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes, normalisation, dtypes
+# --------------------------------------------------------------------------------------------
+SHAPES = [  # (B, |V|, d): odd sizes, a single item, a single query, empty batch, d past one k-chunk
+    (0, 17, 7), (1, 1, 1), (3, 2, 7), (3, 17, 64), (37, 17, 1), (37, 1000, 7), (1, 17, 300), (37, 2, 300),
+]
+
+
+@pytest.mark.parametrize("normalize", [True, False], ids=["cosine", "dot"])
+@pytest.mark.parametrize(("B", "V", "d"), SHAPES)
+@pytest.mark.parametrize("backend", FUSED)
+def test_float32_matches_reference(backend: str, B: int, V: int, d: int, normalize: bool, device: str) -> None:
+    check(backend, B, V, d, torch.float32, device, normalize=normalize, seed=B + V + d)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64], ids=str)
+@pytest.mark.parametrize(("B", "V", "d"), [(3, 17, 7), (37, 100, 64), (5, 200, 300)])
+@pytest.mark.parametrize("backend", FUSED)
+def test_other_dtypes_match_reference(backend: str, B: int, V: int, d: int, dtype: torch.dtype, device: str) -> None:
+    # a padding row's gradient (~1e12) overflows float16: covered in float32/float64
+    check(backend, B, V, d, dtype, device, seed=V + d, zero_rows=int(dtype != torch.float16))
+
+
+def test_chunked_with_many_chunks(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    monkeypatch.setattr(op, "CHUNK_ELEMENTS", 37 * 7)  # 7 items per chunk, last chunk partial
+    check("torch-chunked", 37, 100, 9, torch.float32, device)
+    check("torch-chunked", 37, 100, 9, torch.float64, device, normalize=False, ignored=5)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_every_item_zero_gives_uniform_softmax(backend: str, device: str) -> None:
+    query, items, targets = make_inputs(4, 9, 5, torch.float32, device, zero_rows=9, ignored=0)
+    loss = full_catalog_cross_entropy(query, items, targets, reduction="none", backend=backend)
+    torch.testing.assert_close(loss.cpu(), torch.full((4,), torch.log(torch.tensor(9.0)).item()))
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_zero_query_row(backend: str, device: str) -> None:
+    query, items, targets = make_inputs(3, 11, 6, torch.float64, device, zero_rows=0, ignored=0)
+    query[1] = 0
+    check_q = query.clone().requires_grad_()
+    loss = full_catalog_cross_entropy(check_q, items, targets, reduction="sum", backend=backend)
+    loss.backward()
+    q_ref = query.detach().cpu().clone().requires_grad_()
+    ref = full_catalog_cross_entropy_reference(q_ref, items.cpu(), targets.cpu(), reduction="sum")
+    ref.backward()
+    torch.testing.assert_close(loss.cpu(), ref)
+    torch.testing.assert_close(check_q.grad.cpu(), q_ref.grad, rtol=1e-9, atol=1e-9 * q_ref.grad.abs().max().item())
+
+
+# --------------------------------------------------------------------------------------------
+# Reductions and ignore_index, exactly as F.cross_entropy
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignored", [0, 2, 5], ids=["none-ignored", "some-ignored", "all-ignored"])
+@pytest.mark.parametrize("backend", [*FUSED, "torch"])
+def test_reductions_match_f_cross_entropy(backend: str, reduction: str, ignored: int, device: str) -> None:
+    query, items, targets = make_inputs(5, 13, 8, torch.float64, device, ignored=ignored)
+    q = query.clone().requires_grad_()
+    got = full_catalog_cross_entropy(q, items, targets, reduction=reduction, backend=backend)
+    q_ref = query.cpu().clone().requires_grad_()
+    logits = F.normalize(q_ref, dim=-1) @ F.normalize(items.cpu(), dim=-1).t() / 0.07
+    want = F.cross_entropy(logits, targets.cpu(), reduction=reduction)
+    torch.testing.assert_close(got.cpu(), want, equal_nan=True)
+    if ignored < 5:
+        got.sum().backward()
+        want.sum().backward()
+        torch.testing.assert_close(q.grad.cpu(), q_ref.grad)
+    else:
+        assert reduction != "mean" or got.isnan()  # F.cross_entropy: 0 / 0
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_ignore_index_inside_the_catalog(backend: str, device: str) -> None:
+    query, items, targets = make_inputs(6, 10, 4, torch.float64, device, ignored=0)
+    targets[:3] = 0  # ignore the padding item as a target
+    got = full_catalog_cross_entropy(query, items, targets, ignore_index=0, backend=backend)
+    want = full_catalog_cross_entropy_reference(query.cpu(), items.cpu(), targets.cpu(), ignore_index=0)
+    torch.testing.assert_close(got.cpu(), want)
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels directly: poisoned outputs, strides, determinism, float64 gradcheck
+# --------------------------------------------------------------------------------------------
+def _scales(query, items, normalize=True):
+    return op._row_scales(query, 0.07, normalize), op._row_scales(items, 1.0, normalize)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_kernels_overwrite_poisoned_outputs(dtype: torch.dtype, device: str) -> None:
+    query, items, targets = make_inputs(37, 70, 40, dtype, device)
+    (qs, qpi), (cs, cpi) = _scales(query, items)
+    loss = torch.full((37,), float("nan"), device=device)
+    lse = torch.full((37,), float("nan"), device=device)
+    kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, loss=loss, lse=lse)
+    grad = torch.rand(37, device=device)
+    want_loss, want_dq, want_dc = _reference(query, items, targets, grad)
+    _assert_close(loss, want_loss, FULL_CATALOG_CE_FORWARD[dtype], "loss")
+    assert lse.isfinite().all()
+    d_q = torch.full((37, 40), float("nan"), dtype=dtype, device=device)
+    d_c = torch.full((70, 40), float("nan"), dtype=dtype, device=device)
+    got = kernels.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100,
+                                           d_query=d_q, d_item=d_c)
+    assert got[0] is d_q and got[1] is d_c
+    _assert_close(d_q, want_dq, FULL_CATALOG_CE_BACKWARD[dtype], "d_query")
+    _assert_close(d_c[1:], want_dc[1:], FULL_CATALOG_CE_BACKWARD[dtype], "d_item_weight")
+    assert d_c[0].isfinite().all()
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_non_contiguous_inputs(backend: str, device: str) -> None:
+    query, items, targets = make_inputs(7, 30, 19, torch.float32, device, zero_rows=0)
+    q_nc = torch.zeros(19, 7, device=device).t()
+    q_nc.copy_(query)
+    c_nc = torch.zeros(30, 40, device=device)[:, 1:20]
+    c_nc.copy_(items)
+    t_nc = torch.zeros(14, dtype=torch.long, device=device)[::2]
+    t_nc.copy_(targets)
+    assert not (q_nc.is_contiguous() or c_nc.is_contiguous() or t_nc.is_contiguous())
+    args = [x.clone().requires_grad_() for x in (q_nc, c_nc)]
+    got = full_catalog_cross_entropy(*args, t_nc, reduction="sum", backend=backend)
+    got.backward()
+    ref = [x.clone().requires_grad_() for x in (query, items)]
+    want = full_catalog_cross_entropy(*ref, targets, reduction="sum", backend=backend)
+    want.backward()
+    torch.testing.assert_close(got, want)
+    for a, b in zip(args, ref):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_backward_is_deterministic(backend: str, device: str) -> None:
+    query, items, targets = make_inputs(70, 150, 40, torch.float32, device)
+    results = []
+    for _ in range(2):
+        q, c = query.clone().requires_grad_(), items.clone().requires_grad_()
+        loss = full_catalog_cross_entropy(q, c, targets, backend=backend)
+        loss.backward()
+        results.append((loss, q.grad, c.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("normalize", [True, False], ids=["cosine", "dot"])
+@pytest.mark.parametrize(("B", "V", "d"), [(3, 5, 4), (2, 1, 3), (4, 3, 1)])
+@pytest.mark.parametrize("backend", FUSED)
+def test_gradcheck_float64(backend: str, B: int, V: int, d: int, normalize: bool, device: str) -> None:
+    query, items, targets = make_inputs(B, V, d, torch.float64, device, zero_rows=0)
+    inputs = (query.requires_grad_(), items.requires_grad_())
+    assert torch.autograd.gradcheck(
+        lambda q, c: full_catalog_cross_entropy(q, c, targets, temperature=0.5, normalize=normalize,
+                                                reduction="none", backend=backend),
+        inputs, atol=1e-8, rtol=1e-6,
+    )
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(B=st.integers(0, 70), V=st.integers(1, 140), d=st.integers(1, 70), normalize=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16]), backend=st.sampled_from(FUSED))
+def test_hypothesis_shapes(B: int, V: int, d: int, normalize: bool, dtype: torch.dtype, backend: str,
+                           device: str) -> None:
+    check(backend, B, V, d, dtype, device, normalize=normalize, seed=B * 7 + V * 3 + d, ignored=B // 4)
+
+
+def test_kernel_configs_are_valid_for_tl_dot() -> None:
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        cfg = kernels.kernel_config(dtype)
+        assert cfg in kernels.all_kernel_configs()
+        assert min(cfg.BLOCK_B, cfg.BLOCK_V, cfg.BLOCK_K) >= 16
+        assert len(kernels.compile_specs(dtype)) == 3

@@ -4,6 +4,7 @@
     tedrec-fast encode [--dataset ml-100k] [--encoder minilm]
     tedrec-fast train [--config FILE] [flags]  # no flags: TedRec on ml-100k, MiniLM texts, cuda or cpu
     tedrec-fast evaluate --checkpoint PATH
+    tedrec-fast compare [--dataset online-retail] [--models sasrec,unisrec,tssr,tedrec] [flags]
     torchrun --nproc_per_node N -m tedrec_fast.cli train ...   # data parallel
 
 Settings are resolved as packaged defaults < ``--config`` YAML < flags. On a CPU, ``train`` uses a short
@@ -21,11 +22,13 @@ __all__ = ["main", "build_parser"]
 
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
     parser.add_argument("--config", help="YAML file of RunConfig/TrainConfig keys (tedrec_fast/config.py)")
     parser.add_argument("--dataset", help="dataset source (ml-100k, ml-1m, online-retail, ...) or prepared directory")
     parser.add_argument("--raw", help="raw file/directory of the source (default: download)")
-    parser.add_argument("--model", help="tedrec, tedrec-wo-mm, tedrec-wo-ag, tedrec-wo-if, tedrec-wo-tf, sasrec")
+    if model:
+        parser.add_argument("--model", help="tedrec, tedrec-wo-mm, tedrec-wo-ag, tedrec-wo-if, tedrec-wo-tf, sasrec, "
+                                            "unisrec, tssr")
     parser.add_argument("--encoder", help="text encoder (default minilm)")
     parser.add_argument("--data-dir", dest="data_dir", help="cache of prepared datasets and text embeddings")
     parser.add_argument("--device", help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:1, ...")
@@ -75,11 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device")
     evaluate.add_argument("--data-dir", dest="data_dir")
     _add_eval_flags(evaluate)
+    compare = sub.add_parser("compare", help="train several models on the same data and tabulate their test metrics")
+    _add_common(compare, model=False)
+    _add_train(compare)
+    compare.add_argument("--models", default=None,
+                         help="comma-separated model names (default sasrec,unisrec,tssr,tedrec); the table and "
+                              "chart go to --output-dir (default runs/compare-<dataset>)")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "config", "checkpoint") and v is not None}
+    values = {k: v for k, v in vars(args).items()
+              if k not in ("command", "config", "checkpoint", "models") and v is not None}
     if values.get("max_steps_per_epoch") == 0:
         values["max_steps_per_epoch"] = None
     return values
@@ -117,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config, _overrides(args))
     if args.command == "encode":
         run.encode_run(cfg)
+    elif args.command == "compare":
+        from tedrec_fast.train.compare import DEFAULT_MODELS, compare_run
+
+        compare_run(cfg, args.models or DEFAULT_MODELS, _explicit(args))
     else:
         run.train_run(cfg, _explicit(args))
     return 0

@@ -37,6 +37,7 @@ def stand_ins(monkeypatch, tmp_path):
         return TinyRec(n_items, max_seq_length)
 
     models.build_model = build_model
+    models.needs_text_embeddings = lambda name: name.lower().startswith("tedrec")
     text = types.ModuleType("tedrec_fast.text")
 
     def encode_dataset_texts(item_text, dataset_name, encoder, cache_dir):

@@ -70,7 +70,9 @@ def load_data(cfg: RunConfig, dist: DistContext | None = None) -> Any:
 
 
 def _text_embeddings(cfg: RunConfig, dataset: Any, dist: DistContext) -> np.ndarray | None:
-    if not cfg.model.lower().startswith("tedrec"):
+    from tedrec_fast.models import needs_text_embeddings
+
+    if not needs_text_embeddings(cfg.model):
         return None
     from tedrec_fast.text import encode_dataset_texts
 
@@ -84,12 +86,13 @@ def _text_embeddings(cfg: RunConfig, dataset: Any, dist: DistContext) -> np.ndar
 
 def build_recommender(cfg: RunConfig, n_items: int, text_embeddings: Any) -> torch.nn.Module:
     """``tedrec_fast.models.build_model`` with ``cfg.model_args`` (and ``cfg.fusion_backend`` for TedRec models)."""
-    from tedrec_fast.models import build_model
+    from tedrec_fast.models import build_model, needs_text_embeddings
 
     kwargs = dict(cfg.model_args)
     text = None
     if cfg.model.lower().startswith("tedrec"):
         kwargs.setdefault("fusion_backend", cfg.fusion_backend)
+    if needs_text_embeddings(cfg.model):
         text = torch.as_tensor(np.asarray(text_embeddings), dtype=torch.float32)
     return build_model(cfg.model, n_items, cfg.max_seq_length, text, **kwargs)
 

@@ -1,0 +1,78 @@
+"""UniSRec-style baseline: MoE-whitened text + ID embedding per item, SASRec encoder, cosine softmax."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tedrec_fast.models.backbone import SASRecBackbone
+from tedrec_fast.models.moe import MoEModulation
+from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
+
+__all__ = ["UniSRecStyle"]
+
+
+class UniSRecStyle(SASRecBackbone):
+    """UniSRec (Hou et al., KDD 2022) fine-tuned with IDs, the setting TedRec's paper compares with.
+
+    Item representation ``r_i = adaptor(x_i) + e_i``: the MoE adaptor (:class:`MoEModulation` with one
+    position-independent whitening table per expert, i.e. UniSRec's parametric whitening, no positional
+    modulation) of the frozen text vector ``x_i`` plus the ID embedding ``e_i``. The sequence input is
+    ``r`` of each history item; SASRec encodes it (positions, LayerNorm, dropout, Transformer, position
+    ``len - 1``). Loss: cross-entropy over all items of ``cos(seq, r) / temperature``; eval scores: the
+    cosine. Defaults are TedRec's where they apply (d = 300, 8 experts, adaptor dropout 0.2, temperature 0.07).
+
+    Args:
+        n_items: number of items including the padding item 0.
+        text_embeddings: ``(n_items, text_dim)`` frozen text vectors in item-index order (float32 buffer,
+            row 0 set to 0).
+        max_seq_length: the longest input sequence.
+        hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout: SASRec part.
+        n_experts, adaptor_dropout: the MoE adaptor.
+        temperature: softmax temperature of the training loss.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        text_embeddings: torch.Tensor,
+        max_seq_length: int = 50,
+        hidden_size: int = 300,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        inner_size: int = 256,
+        hidden_dropout: float = 0.5,
+        attn_dropout: float = 0.5,
+        n_experts: int = 8,
+        adaptor_dropout: float = 0.2,
+        temperature: float = 0.07,
+    ) -> None:
+        super().__init__(
+            n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
+        )
+        text = torch.as_tensor(text_embeddings)
+        if text.dim() != 2 or text.shape[0] != n_items:
+            raise ValueError(f"text_embeddings must be (n_items={n_items}, text_dim), got {tuple(text.shape)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        text = text.detach().to(torch.float32).clone()
+        text[0] = 0.0
+        self.register_buffer("text_embeddings", text)
+        self.temperature = temperature
+        self.moe_adaptor = MoEModulation(n_experts, text.shape[1], hidden_size, adaptor_dropout, n_positions=1)
+
+    def embed_sequence(self, item_seq: torch.Tensor) -> torch.Tensor:
+        return self.moe_adaptor(F.embedding(item_seq, self.text_embeddings)) + self.item_embedding(item_seq)
+
+    def item_representations(self) -> torch.Tensor:
+        """``(n_items, d)``: ``adaptor(text) + ID embedding`` of every item (padding row included)."""
+        return self.moe_adaptor(self.text_embeddings.unsqueeze(0)).squeeze(0) + self.item_embedding.weight
+
+    def full_sort_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        seq = F.normalize(self.forward(item_seq, item_seq_len), dim=-1)
+        return seq @ F.normalize(self.item_representations(), dim=-1).t()
+
+    def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return full_catalog_cross_entropy(
+            self.forward(item_seq, item_seq_len), self.item_representations(), target, temperature=self.temperature
+        )

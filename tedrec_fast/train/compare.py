@@ -1,0 +1,288 @@
+"""``tedrec-fast compare``: train several models on the same data, then a Table-3-style comparison.
+
+Every model gets the same prepared dataset (loaded once), the same text embeddings (encoded once, for the
+models that read text), the same :class:`~tedrec_fast.config.TrainConfig` (seed, early stopping on valid
+NDCG@10, best weights restored for the test) and its own run directory ``<output_dir>/<model>``. The test
+metrics land in ``comparison.md``, ``comparison.csv`` and ``comparison.png`` (grouped bars) in the output
+directory: rows R@10, R@20, N@10, N@20, one column per model, plus TedRec's improvement over the best other
+model in %. On a GPU (or with ``record``) each run is appended to the result records as ``"op": "train"``,
+as ``tedrec-fast train`` does.
+
+The data, text and model packages are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tedrec_fast.config import RunConfig, TrainConfig
+from tedrec_fast.train.checkpoint import seed_everything
+from tedrec_fast.train.distributed import DistContext, init_distributed
+from tedrec_fast.train.report import append_result_record, results_path
+from tedrec_fast.train.trainer import Trainer, TrainResult
+
+__all__ = ["TABLE_METRICS", "REFERENCE_MODEL", "DEFAULT_MODELS", "ComparisonTable", "parse_model_list",
+           "check_model_names", "comparison_table", "format_markdown", "write_comparison", "compare_models",
+           "compare_run"]
+
+#: table row label -> metric key of ``full_sort_evaluate``
+TABLE_METRICS: dict[str, str] = {"R@10": "recall@10", "R@20": "recall@20", "N@10": "ndcg@10", "N@20": "ndcg@20"}
+#: the model whose improvement over the best other model is reported
+REFERENCE_MODEL = "tedrec"
+#: what ``tedrec-fast compare`` trains when ``--models`` is not given
+DEFAULT_MODELS = "sasrec,unisrec,tssr,tedrec"
+_FILE_STEM = "comparison"
+
+
+@dataclass
+class ComparisonTable:
+    """Test metrics of several models.
+
+    Attributes:
+        models: column order.
+        values: row label (``R@10``, ...) -> model -> value.
+        improvement: row label -> % improvement of :data:`REFERENCE_MODEL` over the best other model
+            (``None`` when the reference model or any other model is missing).
+    """
+
+    models: list[str]
+    values: dict[str, dict[str, float]]
+    improvement: dict[str, float] | None
+
+
+def parse_model_list(models: str | Sequence[str]) -> list[str]:
+    """``"sasrec, TSSR,tedrec"`` (or a sequence of names) -> ``["sasrec", "tssr", "tedrec"]``.
+
+    Raises:
+        TypeError: ``models`` is neither a string nor a sequence of strings.
+        ValueError: no name, or a name given twice.
+    """
+    if isinstance(models, str):
+        models = models.split(",")
+    if not isinstance(models, Sequence) or not all(isinstance(m, str) for m in models):
+        raise TypeError(f"models must be a comma-separated string or a sequence of str, got {models!r}")
+    names = [m.strip().lower() for m in models if m.strip()]
+    if not names:
+        raise ValueError("models: give at least one model name")
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:
+        raise ValueError(f"models: each model once, got {', '.join(repeated)} more than once")
+    return names
+
+
+def check_model_names(names: Sequence[str], known: Collection[str]) -> None:
+    """Raise ``ValueError`` naming the unknown models of ``names`` and listing the ``known`` ones."""
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise ValueError(f"models: unknown model(s) {', '.join(unknown)}; known models: {', '.join(known)}")
+
+
+def comparison_table(test_metrics: Mapping[str, Mapping[str, float]]) -> ComparisonTable:
+    """Build the table from ``model -> {metric key -> value}`` (the keys of :data:`TABLE_METRICS` needed)."""
+    if not test_metrics:
+        raise ValueError("test_metrics: no model to compare")
+    models = list(test_metrics)
+    for model in models:
+        missing = [key for key in TABLE_METRICS.values() if key not in test_metrics[model]]
+        if missing:
+            raise ValueError(f"test_metrics[{model!r}] lacks {', '.join(missing)}")
+    values = {label: {m: float(test_metrics[m][key]) for m in models} for label, key in TABLE_METRICS.items()}
+    others = [m for m in models if m != REFERENCE_MODEL]
+    improvement = None
+    if REFERENCE_MODEL in models and others:
+        improvement = {}
+        for label, row in values.items():
+            best = max(row[m] for m in others)
+            improvement[label] = (row[REFERENCE_MODEL] - best) / best * 100.0 if best > 0 else math.nan
+    return ComparisonTable(models, values, improvement)
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.2f}%"
+
+
+def format_markdown(table: ComparisonTable) -> str:
+    """The table as Markdown: rows = metrics, columns = models (+ ``Improv.``), best value of a row in bold."""
+    header = ["metric", *table.models] + (["Improv."] if table.improvement is not None else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, row in table.values.items():
+        best = max(row.values())
+        cells = [f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in row.values()]
+        if table.improvement is not None:
+            cells.append(_percent(table.improvement[label]))
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(table: ComparisonTable, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["metric", *table.models] + (["improvement_percent"] if table.improvement else []))
+        for label, row in table.values.items():
+            extra = [f"{table.improvement[label]:.4f}"] if table.improvement else []
+            writer.writerow([label, *(f"{row[m]:.6f}" for m in table.models), *extra])
+
+
+def _write_png(table: ComparisonTable, path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.6 + 1.4 * len(table.values), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    labels = list(table.values)
+    width = 0.8 / len(table.models)
+    for k, model in enumerate(table.models):
+        xs = np.arange(len(labels)) + (k - (len(table.models) - 1) / 2) * width
+        ax.bar(xs, [table.values[label][model] for label in labels], width, label=model)
+    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set_ylabel("test metric (full sort)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_comparison(table: ComparisonTable, output_dir: str | Path, title: str = "") -> dict[str, Path]:
+    """Write ``comparison.md``, ``.csv`` and ``.png`` into ``output_dir``; returns ``{"md"|"csv"|"png": path}``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out / f"{_FILE_STEM}.{ext}" for ext in ("md", "csv", "png")}
+    heading = f"# {title}\n\n" if title else ""
+    paths["md"].write_text(heading + format_markdown(table), encoding="utf-8")
+    _write_csv(table, paths["csv"])
+    _write_png(table, paths["png"], title)
+    return paths
+
+
+def compare_models(
+    dataset: Any,
+    names: Sequence[str],
+    build: Callable[[str], nn.Module],
+    config: TrainConfig,
+    *,
+    device: str | torch.device,
+    output_dir: str | Path | None = None,
+    dist: DistContext | None = None,
+    metadata: Callable[[str], dict[str, Any]] | None = None,
+    on_result: Callable[[str, nn.Module, TrainResult], None] | None = None,
+) -> dict[str, TrainResult]:
+    """Train ``build(name)`` for each name with the same ``dataset`` and ``config`` (:class:`Trainer`).
+
+    Global RNGs are re-seeded with ``config.seed`` before each model is built, so every model starts from
+    the same seed. Run directories: ``<output_dir>/<name>`` (``None``: nothing written). ``metadata(name)``
+    goes into the checkpoints; ``on_result(name, model, result)`` is called after each run.
+    """
+    results: dict[str, TrainResult] = {}
+    for name in names:
+        seed_everything(config.seed, config.deterministic)
+        model = build(name)
+        run_dir = Path(output_dir) / name if output_dir is not None else None
+        trainer = Trainer(model, dataset, config, device=device, output_dir=run_dir, dist=dist,
+                          metadata=metadata(name) if metadata else None)
+        results[name] = trainer.fit()
+        if on_result is not None:
+            on_result(name, model, results[name])
+    return results
+
+
+def _model_kwargs(cfg: RunConfig, name: str) -> dict[str, Any]:
+    kwargs = cfg.model_args.get(name) or {}
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"model_args[{name!r}] must be a mapping of constructor overrides, got {kwargs!r}")
+    kwargs = dict(kwargs)
+    if name.startswith("tedrec"):
+        kwargs.setdefault("fusion_backend", cfg.fusion_backend)
+    return kwargs
+
+
+def _text_table(cfg: RunConfig, dataset: Any, dist: DistContext) -> torch.Tensor:
+    from tedrec_fast.text import encode_dataset_texts
+
+    if not dist.is_main:
+        dist.barrier()
+    table = encode_dataset_texts(list(dataset.item_text), dataset.name, cfg.encoder,
+                                 Path(cfg.data_dir).expanduser() / "text")
+    if dist.is_main:
+        dist.barrier()
+    return torch.as_tensor(np.asarray(table), dtype=torch.float32)
+
+
+def compare_run(cfg: RunConfig, models: str | Sequence[str] = DEFAULT_MODELS,
+                explicit: Collection[str] = ()) -> ComparisonTable:
+    """``tedrec-fast compare``: train ``models`` on ``cfg.dataset`` with ``cfg.train``, write and print the table.
+
+    ``cfg.model`` is ignored; ``cfg.model_args`` maps a model name to its constructor overrides (e.g.
+    ``{"tssr": {"hidden_size": 32}}``); ``cfg.output_dir`` is the comparison directory (default
+    ``runs/compare-<dataset>``). On a CPU the unset settings of the short schedule apply, as for ``train``.
+
+    Raises:
+        ValueError: an unknown model name, or a ``model_args`` key that is not a compared model (checked
+            before any data is loaded).
+    """
+    from tedrec_fast.models import MODEL_NAMES, build_model, needs_text_embeddings
+    from tedrec_fast.train import run
+
+    names = parse_model_list(models)
+    check_model_names(names, MODEL_NAMES)
+    stray = sorted(set(cfg.model_args) - set(names))
+    if stray:
+        raise ValueError(f"model_args: compare reads model name -> overrides; {', '.join(stray)} is not a compared "
+                         f"model ({', '.join(names)})")
+    for name in names:
+        _model_kwargs(cfg, name)
+    dist, device = init_distributed(cfg.device)
+    say = print if dist.is_main else (lambda *a, **k: None)
+    if device.type == "cpu":
+        changed = run.apply_cpu_schedule(cfg, explicit)
+        if changed:
+            say(f"CPU short schedule: {changed}")
+    output_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / f"compare-{Path(cfg.dataset).stem}"
+    dataset = run.load_data(cfg, dist)
+    text = _text_table(cfg, dataset, dist) if any(needs_text_embeddings(n) for n in names) else None
+    say(f"dataset {dataset.name}: {dataset.n_users} users, {dataset.n_items - 1} items | models {', '.join(names)} "
+        f"| device {device} | output {output_dir}")
+
+    def build(name: str) -> nn.Module:
+        return build_model(name, dataset.n_items, cfg.max_seq_length,
+                           text if needs_text_embeddings(name) else None, **_model_kwargs(cfg, name))
+
+    def metadata(name: str) -> dict[str, Any]:
+        return {**cfg.to_dict(), "model": name, "model_args": _model_kwargs(cfg, name),
+                "output_dir": str(output_dir / name)}
+
+    def record(name: str, model: nn.Module, result: TrainResult) -> None:
+        say(f"{name}: best epoch {result.best_epoch} of {result.epochs_run}, "
+            f"test ndcg@10 {result.test['ndcg@10']:.4f} ({result.seconds_per_epoch:.1f}s per epoch)")
+        if not dist.is_main or not (device.type == "cuda" or cfg.record):
+            return
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        append_result_record(results_path(cfg.results_dir, device_name), {
+            "op": "train", "date": _dt.datetime.now().isoformat(timespec="seconds"),
+            "dataset": dataset.name, "model": name, "device": device_name, "world_size": dist.world_size,
+            "fusion_backend": run.fusion_backend_name(model, device, cfg.train.batch_size // dist.world_size,
+                                                      cfg.train.bf16),
+            "batch_size": cfg.train.batch_size, "bf16": cfg.train.bf16,
+            "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run,
+            "best_epoch": result.best_epoch, "encoder": cfg.encoder if needs_text_embeddings(name) else None,
+            **{f"test_{k}": v for k, v in result.test.items()},
+        })
+
+    results = compare_models(dataset, names, build, cfg.train, device=device, output_dir=output_dir, dist=dist,
+                             metadata=metadata, on_result=record)
+    table = comparison_table({name: result.test for name, result in results.items()})
+    if dist.is_main:
+        paths = write_comparison(table, output_dir, title=f"{dataset.name}: test metrics (full sort)")
+        say("\n" + format_markdown(table))
+        say("written: " + ", ".join(str(p) for p in paths.values()))
+    return table

@@ -20,13 +20,14 @@ import time
 
 import torch
 import triton
-from tedrec_fast.kernels import spectral_fusion
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusion
+
 __all__ = ["compile_all", "main"]
 
-MODULES = (spectral_fusion,)
+MODULES = {"spectral_fusion": spectral_fusion, "spectral_filter": spectral_filter, "full_catalog_ce": full_catalog_ce}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
@@ -54,13 +55,21 @@ def _ptxas_usage(ptx: str, arch: int) -> dict[str, int]:
 
 
 def compile_all(dtypes: list[torch.dtype], arch: int = 90, precisions: list[str | None] | None = None,
-                block_n: int | None = None):
-    """Yield one result dict per compiled kernel; raises on the first compile error."""
+                modules: list[str] | None = None, block_n: int | None = None, only: str = ""):
+    """Yield one result dict per compiled kernel; raises on the first compile error.
+
+    ``modules`` selects kernel modules by name (default all); ``block_n`` selects the sequence kernels'
+    configuration for one padded length; ``only`` keeps kernels whose name contains it.
+    """
     target = GPUTarget("cuda", arch, 32)
-    for module in MODULES:
+    for name in modules or MODULES:
+        module = MODULES[name]
         for dtype in dtypes:
             for precision in precisions or [None]:
-                for spec in module.compile_specs(dtype, precision, block_n):
+                by_length = {"block_n": block_n} if block_n is not None else {}
+                for spec in module.compile_specs(dtype, precision, **by_length):
+                    if only not in spec["name"]:
+                        continue
                     start = time.perf_counter()
                     src = ASTSource(fn=spec["fn"], signature=spec["signature"], constexprs=spec["constexprs"])
                     compiled = triton.compile(src, target=target, options={"num_warps": spec["num_warps"]})
@@ -79,12 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", action="append", choices=sorted(_DTYPES), help="repeatable; default float32")
     parser.add_argument("--precision", action="append", help="tl.dot input precision(s); default per dtype")
     parser.add_argument("--arch", type=int, default=90)
-    parser.add_argument("--block-n", type=int, help="only the configuration for this padded length")
+    parser.add_argument("--module", action="append", choices=sorted(MODULES), help="repeatable; default all")
+    parser.add_argument("--block-n", type=int,
+                        help="only the configuration for this padded sequence length (sequence kernels)")
+    parser.add_argument("--only", default="", help="only kernels whose name contains this (e.g. backward)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         parser.error("unset TRITON_INTERPRET: the interpreter cannot compile kernels")
     for result in compile_all([_DTYPES[d] for d in args.dtype or ["float32"]], args.arch, args.precision,
-                              args.block_n):
+                              args.module, args.block_n, args.only):
         print(json.dumps(result), flush=True)
     return 0
 

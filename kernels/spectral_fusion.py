@@ -38,12 +38,13 @@ import torch
 import triton
 import triton.language as tl
 
+from tedrec_fast.kernels.common import acc_dtype, aot_signature, dot_precision, persistent_programs, tl_acc_dtype
+
 __all__ = [
     "MAX_N",
     "MAX_D",
     "KernelConfig",
     "kernel_config",
-    "dot_precision",
     "spectral_fusion_forward",
     "spectral_fusion_backward",
 ]
@@ -102,20 +103,37 @@ def _load_filter(w_ptr, k, ch, n, d, s_k, s_d, s_c, ACC: tl.constexpr):
 
 
 @triton.jit
-def _spectra(k0, x, y, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
-             PRECISION: tl.constexpr):
-    """Unnormalised half spectra of two ``(BLOCK_N, BLOCK_D)`` tiles at frequencies ``k0 + [0, BLOCK_K)``.
-
-    Returns ``(x_re, x_im, y_re, y_im)``, each ``(BLOCK_K, BLOCK_D)``.
-    """
+def _dft_rows(k0, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr):
+    """``cos`` and ``-sin`` twiddles ``(BLOCK_K, BLOCK_N)`` for frequencies ``k0 + [0, BLOCK_K)``."""
     k = k0 + tl.arange(0, BLOCK_K)
     t = tl.arange(0, BLOCK_N)
-    cos_kt, msin_kt = _twiddles(k[:, None], t[None, :], n, ACC)
+    return _twiddles(k[:, None], t[None, :], n, ACC)
+
+
+@triton.jit
+def _spectrum(cos_kt, msin_kt, x, ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """Unnormalised half spectrum (real, imaginary), each ``(BLOCK_K, BLOCK_D)``, of a ``(BLOCK_N, BLOCK_D)`` tile."""
     xr = tl.dot(cos_kt, x, input_precision=PRECISION, out_dtype=ACC)
     xi = tl.dot(msin_kt, x, input_precision=PRECISION, out_dtype=ACC)
-    yr = tl.dot(cos_kt, y, input_precision=PRECISION, out_dtype=ACC)
-    yi = tl.dot(msin_kt, y, input_precision=PRECISION, out_dtype=ACC)
+    return xr, xi
+
+
+@triton.jit
+def _spectra(k0, x, y, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
+             PRECISION: tl.constexpr):
+    """Half spectra of two tiles at frequencies ``k0 + [0, BLOCK_K)``: ``(x_re, x_im, y_re, y_im)``."""
+    cos_kt, msin_kt = _dft_rows(k0, n, BLOCK_N, BLOCK_K, ACC)
+    xr, xi = _spectrum(cos_kt, msin_kt, x, ACC, PRECISION)
+    yr, yi = _spectrum(cos_kt, msin_kt, y, ACC, PRECISION)
     return xr, xi, yr, yi
+
+
+@triton.jit
+def _inverse(cos_tk, msin_tk, xr, xi, ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """Unnormalised c2r contribution ``(BLOCK_N, BLOCK_D)`` of a block of weighted spectrum rows, given
+    the ``(BLOCK_N, BLOCK_K)`` twiddles ``_twiddles(k[None, :], pos[:, None], ...)``."""
+    out = tl.dot(cos_tk, xr, input_precision=PRECISION, out_dtype=ACC)
+    return tl.dot(msin_tk, xi, acc=out, input_precision=PRECISION, out_dtype=ACC)
 
 
 @triton.jit
@@ -142,10 +160,8 @@ def _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, s
         qr = (er * wr - ei * wi) * (wk * scale_e2)
         qi = (er * wi + ei * wr) * (wk * scale_e2)
         cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
-        fused += tl.dot(cos_tk, pr, input_precision=PRECISION, out_dtype=ACC)
-        fused += tl.dot(msin_tk, pi, input_precision=PRECISION, out_dtype=ACC)
-        filtered += tl.dot(cos_tk, qr, input_precision=PRECISION, out_dtype=ACC)
-        filtered += tl.dot(msin_tk, qi, input_precision=PRECISION, out_dtype=ACC)
+        fused += _inverse(cos_tk, msin_tk, pr, pi, ACC, PRECISION)
+        filtered += _inverse(cos_tk, msin_tk, qr, qi, ACC, PRECISION)
     return fused, filtered
 
 
@@ -278,10 +294,8 @@ def _backward_chunk(
         tl.store(pw_im, tl.load(pw_im, mask=k_ok, other=0.0) + (dqi * er - dqr * ei), mask=k_ok)
         # adjoint of the forward transforms
         cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
-        d_text += tl.dot(cos_tk, dtr, input_precision=PRECISION, out_dtype=ACC)
-        d_text += tl.dot(msin_tk, dti, input_precision=PRECISION, out_dtype=ACC)
-        d_item += tl.dot(cos_tk, der, input_precision=PRECISION, out_dtype=ACC)
-        d_item += tl.dot(msin_tk, dei, input_precision=PRECISION, out_dtype=ACC)
+        d_text += _inverse(cos_tk, msin_tk, dtr, dti, ACC, PRECISION)
+        d_item += _inverse(cos_tk, msin_tk, der, dei, ACC, PRECISION)
     mask = (pos[:, None] < n) & ch_ok[None, :]
     tl.store(dt_base + pos[:, None] * sdt_n + ch[None, :] * sdt_d,
              d_text.to(dt_base.dtype.element_ty), mask=mask)
@@ -389,33 +403,6 @@ def all_kernel_configs() -> list[KernelConfig]:
     return sorted({kernel_config(n) for n in range(1, MAX_N + 1)}, key=lambda c: c.BLOCK_N)
 
 
-def dot_precision(dtype: torch.dtype) -> str:
-    """The ``tl.dot`` input precision for ``dtype``, following PyTorch's fp32 matmul setting.
-
-    * float64: ``"ieee"`` (float64 products).
-    * float32 with ``torch.get_float32_matmul_precision() == "highest"`` (PyTorch's default):
-      ``"tf32x3"`` -- three TF32 products per multiply, fp32-level error (~1e-6 relative).
-    * float32 with ``"high"`` or ``"medium"`` (TF32 allowed): ``"tf32"`` -- one TF32 product,
-      ~5e-4 relative error on the output.
-    * bf16 / fp16 inputs are upcast to fp32 and use ``"tf32"``: its error is below the 16-bit
-      output rounding.
-    """
-    if dtype == torch.float64:
-        return "ieee"
-    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
-        return "tf32x3"
-    return "tf32"
-
-
-_ACC = {torch.float64: tl.float64}
-
-
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 2  # interpreter: two programs are enough to exercise the persistent loop
-
-
 def spectral_fusion_forward(
     item_emb: torch.Tensor,
     text_emb: torch.Tensor,
@@ -441,7 +428,7 @@ def spectral_fusion_forward(
         *text_emb.stride(), *item_emb.stride(), *w.stride(),
         item_gate_weight.stride(-1), fusion_gate_weight.stride(-1), *out.stride(),
         BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D,
-        ACC=_ACC.get(item_emb.dtype, tl.float32), PRECISION=dot_precision(item_emb.dtype),
+        ACC=tl_acc_dtype(item_emb.dtype), PRECISION=dot_precision(item_emb.dtype),
         SINGLE_CHUNK=d <= cfg.BLOCK_D, num_warps=cfg.num_warps,
     )
     return out
@@ -471,8 +458,8 @@ def spectral_fusion_backward(
         d_item = torch.empty((B, n, d), dtype=dtype, device=device)
     if d_text is None:
         d_text = torch.empty((B, n, d), dtype=dtype, device=device)
-    acc_torch = torch.float64 if dtype == torch.float64 else torch.float32
-    programs = max(1, min(B, _num_sms(device)))
+    acc_torch = acc_dtype(dtype)
+    programs = persistent_programs(device, B)
     K = n // 2 + 1
     part_w = torch.zeros((programs, 2, K, d), dtype=acc_torch, device=device)
     part_g = torch.zeros((programs, 2, d), dtype=acc_torch, device=device)
@@ -490,7 +477,7 @@ def spectral_fusion_backward(
             *d_text.stride(), *d_item.stride(),
             part_w.stride(0), part_w.stride(1), part_w.stride(2), part_g.stride(0), part_g.stride(1),
             BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D_BWD,
-            ACC=_ACC.get(dtype, tl.float32), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps_bwd,
+            ACC=tl_acc_dtype(dtype), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps_bwd,
         )
     # fixed-order sums over programs: deterministic
     d_weight = part_w.sum(0).permute(1, 2, 0).unsqueeze(0).contiguous()  # (1, K, d, 2)
@@ -505,9 +492,6 @@ def spectral_fusion_backward(
     )
 
 
-_TL_PTR = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float64: "*fp64"}
-
-
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
                   block_n: int | None = None) -> list[dict]:
     """Everything ``triton.compile`` needs to build each kernel the wrappers can launch for ``dtype``.
@@ -517,7 +501,7 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
     compile for a GPU target on machines without one, so GPU-only errors surface in CI.
     """
     precision = precision or dot_precision(dtype)
-    acc = _ACC.get(dtype, tl.float32)
+    acc = tl_acc_dtype(dtype)
     specs = []
     for cfg in all_kernel_configs():
         if block_n is not None and cfg.BLOCK_N != block_n:
@@ -530,16 +514,7 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
         for label, fn, block_d, warps, extra in variants:
             constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=block_d, ACC=acc,
                               PRECISION=precision, **extra)
-            signature = {}
-            for arg in fn.arg_names:
-                if arg in constexprs:
-                    signature[arg] = "constexpr"
-                elif arg in ("pw_ptr", "pg_ptr", "pb_ptr"):  # fp32 (fp64) partial sums
-                    signature[arg] = "*fp64" if dtype == torch.float64 else "*fp32"
-                elif arg.endswith("_ptr"):
-                    signature[arg] = _TL_PTR[dtype]
-                else:
-                    signature[arg] = "i32"
+            signature = aot_signature(fn, constexprs, dtype, accumulators=("pw_ptr", "pg_ptr", "pb_ptr"))
             specs.append(dict(name=f"spectral_fusion {label} {cfg.BLOCK_N}x{cfg.BLOCK_K}x{block_d} w{warps}",
                               fn=fn, signature=signature, constexprs=constexprs, num_warps=warps))
     return specs

@@ -12,9 +12,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tedrec_fast.kernels import spectral_fusion as kernels
 
 from tedrec_fast import spectral_fusion
+from tedrec_fast.kernels import spectral_fusion as kernels
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference, spectral_fusion_reference
 from tests.tolerances import BACKWARD, FORWARD
@@ -175,19 +175,6 @@ def test_triton_backward_is_deterministic(device: str) -> None:
     second = kernels.spectral_fusion_backward(grad, *inputs)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-
-
-def test_dot_precision_follows_torch_setting() -> None:
-    previous = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("highest")
-        assert kernels.dot_precision(torch.float32) == "tf32x3"
-        torch.set_float32_matmul_precision("high")
-        assert kernels.dot_precision(torch.float32) == "tf32"
-        assert kernels.dot_precision(torch.float64) == "ieee"
-        assert kernels.dot_precision(torch.bfloat16) == "tf32"
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def test_kernel_configs_cover_every_length() -> None:

@@ -7,7 +7,30 @@ from torch import nn
 
 from tedrec_fast.ops.spectral_fusion.op import BACKENDS, spectral_fusion
 
-__all__ = ["FusedSpectralFusion"]
+__all__ = ["FusedSpectralFusion", "check_module_sizes", "check_module_inputs"]
+
+
+def check_module_sizes(module: str, max_seq_length: object, hidden_size: object, backend: object,
+                       backends: tuple) -> None:
+    """Constructor checks shared by the sequence-filter modules."""
+    for name, value in (("max_seq_length", max_seq_length), ("hidden_size", hidden_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{module}: {name} must be a positive int, got {value!r}")
+    names = ["auto"] + [b.name for b in backends]
+    if backend not in names:
+        raise ValueError(f"{module}: backend must be one of {names}, got {backend!r}")
+
+
+def check_module_inputs(module: str, max_seq_length: int, hidden_size: int, **inputs: object) -> None:
+    """``(B, n, d)`` inputs must match the module's ``max_seq_length`` and ``hidden_size``."""
+    for name, x in inputs.items():
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            if x.shape[1] != max_seq_length:
+                raise ValueError(f"{module}: {name} has sequence length {x.shape[1]}, "
+                                 f"but the module was built for max_seq_length={max_seq_length}")
+            if x.shape[2] != hidden_size:
+                raise ValueError(f"{module}: {name} has hidden size {x.shape[2]}, "
+                                 f"but the module was built for hidden_size={hidden_size}")
 
 
 class FusedSpectralFusion(nn.Module):
@@ -26,12 +49,7 @@ class FusedSpectralFusion(nn.Module):
 
     def __init__(self, max_seq_length: int, hidden_size: int, backend: str = "auto") -> None:
         super().__init__()
-        for name, value in (("max_seq_length", max_seq_length), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"FusedSpectralFusion: {name} must be a positive int, got {value!r}")
-        names = ["auto"] + [b.name for b in BACKENDS]
-        if backend not in names:
-            raise ValueError(f"FusedSpectralFusion: backend must be one of {names}, got {backend!r}")
+        check_module_sizes("FusedSpectralFusion", max_seq_length, hidden_size, backend, BACKENDS)
         self.max_seq_length = max_seq_length
         self.hidden_size = hidden_size
         self.backend = backend
@@ -42,18 +60,8 @@ class FusedSpectralFusion(nn.Module):
         nn.init.normal_(self.fusion_gating.weight, std=0.02)
 
     def forward(self, item_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        for name, x in (("item_emb", item_emb), ("text_emb", text_emb)):
-            if isinstance(x, torch.Tensor) and x.dim() == 3:
-                if x.shape[1] != self.max_seq_length:
-                    raise ValueError(
-                        f"FusedSpectralFusion: {name} has sequence length {x.shape[1]}, "
-                        f"but the module was built for max_seq_length={self.max_seq_length}"
-                    )
-                if x.shape[2] != self.hidden_size:
-                    raise ValueError(
-                        f"FusedSpectralFusion: {name} has hidden size {x.shape[2]}, "
-                        f"but the module was built for hidden_size={self.hidden_size}"
-                    )
+        check_module_inputs("FusedSpectralFusion", self.max_seq_length, self.hidden_size,
+                            item_emb=item_emb, text_emb=text_emb)
         return spectral_fusion(
             item_emb,
             text_emb,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Backend", "Problem", "choose_backend", "triton_unavailable_reason"]
+__all__ = ["Backend", "TorchBackend", "TritonBackend", "Problem", "choose_backend", "triton_unavailable_reason"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,49 @@ def triton_unavailable_reason() -> str | None:
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         return "no CUDA device, and TRITON_INTERPRET=1 is not set for the Triton interpreter"
     return None
+
+
+class TorchBackend(Backend):
+    """An op's readable torch reference: runs everywhere, any size."""
+
+    name = "torch"
+
+
+class TritonBackend(Backend):
+    """Fused Triton kernels: CUDA devices, or CPU tensors under ``TRITON_INTERPRET=1`` (never picked by auto).
+
+    ``limits`` maps a problem size name to its largest supported value.
+    """
+
+    name = "triton"
+
+    def __init__(self, dtypes: tuple[torch.dtype, ...], limits: dict[str, int]) -> None:
+        self.dtypes = dtypes
+        self.limits = limits
+
+    def unavailable(self) -> str | None:
+        return triton_unavailable_reason()
+
+    def why_not(self, problem: Problem) -> str | None:
+        reason = self.unavailable()
+        if reason is not None:
+            return reason
+        if problem.device.type not in ("cuda", "cpu"):
+            return f"device {problem.device.type} is not supported (CUDA, or CPU under the interpreter)"
+        if problem.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "CPU tensors need TRITON_INTERPRET=1 (the Triton interpreter)"
+        if problem.dtype not in self.dtypes:
+            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
+            return f"dtype {problem.dtype} is not supported ({names})"
+        for size, limit in self.limits.items():
+            if problem.size(size) > limit:
+                return f"{size}={problem.size(size)} exceeds {limit}"
+        return None
+
+    def auto_why_not(self, problem: Problem) -> str | None:
+        if problem.device.type != "cuda":
+            return "auto uses the torch reference on CPU (the Triton interpreter is for tests)"
+        return self.why_not(problem)
 
 
 def choose_backend(backends: Sequence[Backend], requested: str, problem: Problem, *, op: str) -> Backend:

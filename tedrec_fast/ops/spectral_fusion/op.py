@@ -13,18 +13,17 @@ backend and runs it:
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from tedrec_fast.ops.dispatch import Backend, Problem, choose_backend, triton_unavailable_reason
+from tedrec_fast.ops.checks import autocast_inputs, check_float_tensors, check_sequence_filter
+from tedrec_fast.ops.dispatch import Backend, Problem, TorchBackend, TritonBackend, choose_backend
 from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
 
 __all__ = ["spectral_fusion", "BACKENDS", "MAX_N", "MAX_D", "check_spectral_fusion_args"]
 
 MAX_N = 512  # kernel limits; the torch backend has none
 MAX_D = 2048
-_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _ARG_NAMES = (
     "item_emb",
     "text_emb",
@@ -41,40 +40,14 @@ _ARG_NAMES = (
 # --------------------------------------------------------------------------------------------
 def check_spectral_fusion_args(*tensors: object) -> None:
     """Raise ``TypeError``/``ValueError`` naming the argument if the op's inputs are malformed."""
-    for name, x in zip(_ARG_NAMES, tensors):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"spectral_fusion: {name} must be a torch.Tensor, got {type(x).__name__}")
-        if not x.dtype.is_floating_point:
-            raise TypeError(
-                f"spectral_fusion: {name} must be a real floating-point tensor "
-                f"(float32, bfloat16, float16 or float64), got {x.dtype}"
-            )
+    check_float_tensors("spectral_fusion", _ARG_NAMES, tensors)
     item_emb, text_emb, complex_weight, gi_w, gi_b, gf_w, gf_b = tensors
-    device, dtype = item_emb.device, item_emb.dtype
-    for name, x in zip(_ARG_NAMES[1:], tensors[1:]):
-        if x.device != device:
-            raise ValueError(f"spectral_fusion: {name} is on {x.device} but item_emb is on {device}")
-        if x.dtype != dtype:
-            raise TypeError(
-                f"spectral_fusion: {name} has dtype {x.dtype} but item_emb has {dtype}; "
-                "cast them to one dtype or run under torch.autocast"
-            )
-    if item_emb.dim() != 3:
-        raise ValueError(f"spectral_fusion: item_emb must have shape (B, n, d), got {tuple(item_emb.shape)}")
-    if text_emb.shape != item_emb.shape:
+    if item_emb.dim() == 3 and text_emb.shape != item_emb.shape:
         raise ValueError(
             f"spectral_fusion: text_emb must have the shape of item_emb {tuple(item_emb.shape)}, "
             f"got {tuple(text_emb.shape)}"
         )
-    _, n, d = item_emb.shape
-    if n < 1 or d < 1:
-        raise ValueError(f"spectral_fusion: sequence length and hidden size must be >= 1, got n={n}, d={d}")
-    expected = (1, n // 2 + 1, d, 2)
-    if tuple(complex_weight.shape) != expected:
-        raise ValueError(
-            f"spectral_fusion: complex_weight must have shape (1, n//2+1, d, 2) = {expected} for "
-            f"n={n}, d={d}, got {tuple(complex_weight.shape)}"
-        )
+    _, _, d = check_sequence_filter("spectral_fusion", item_emb, "item_emb", complex_weight)
     for name, w, b in (("item_gate", gi_w, gi_b), ("fusion_gate", gf_w, gf_b)):
         if tuple(w.shape) not in ((1, d), (d,)):
             raise ValueError(f"spectral_fusion: {name}_weight must have shape (1, {d}), got {tuple(w.shape)}")
@@ -85,45 +58,8 @@ def check_spectral_fusion_args(*tensors: object) -> None:
 # --------------------------------------------------------------------------------------------
 # Backends
 # --------------------------------------------------------------------------------------------
-class TorchBackend(Backend):
-    """The torch.fft reference. Runs everywhere, any size; 16-bit inputs compute in fp32."""
-
-    name = "torch"
-
-
-class TritonBackend(Backend):
-    """The fused Triton kernels: CUDA devices, or CPU under ``TRITON_INTERPRET=1``."""
-
-    name = "triton"
-
-    def unavailable(self) -> str | None:
-        return triton_unavailable_reason()
-
-    def why_not(self, problem: Problem) -> str | None:
-        reason = self.unavailable()
-        if reason is not None:
-            return reason
-        if problem.device.type not in ("cuda", "cpu"):
-            return f"device {problem.device.type} is not supported (CUDA, or CPU under the interpreter)"
-        if problem.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-            return "CPU tensors need TRITON_INTERPRET=1 (the Triton interpreter)"
-        if problem.dtype not in _KERNEL_DTYPES:
-            return f"dtype {problem.dtype} is not supported (float32, bfloat16, float16, float64)"
-        n, d = problem.size("n"), problem.size("d")
-        if n > MAX_N:
-            return f"sequence length n={n} exceeds {MAX_N}"
-        if d > MAX_D:
-            return f"hidden size d={d} exceeds {MAX_D}"
-        return None
-
-    def auto_why_not(self, problem: Problem) -> str | None:
-        if problem.device.type != "cuda":
-            return "auto uses the torch reference on CPU (the Triton interpreter is for tests)"
-        return self.why_not(problem)
-
-
 #: priority order for ``backend="auto"``
-BACKENDS: tuple[Backend, ...] = (TritonBackend(), TorchBackend())
+BACKENDS: tuple[Backend, ...] = (TritonBackend(KERNEL_DTYPES, {"n": MAX_N, "d": MAX_D}), TorchBackend())
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,10 +167,7 @@ def spectral_fusion(
         raise TypeError(f"spectral_fusion: backend must be a string, got {type(backend).__name__}")
     tensors = (item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight,
                fusion_gate_bias)
-    if isinstance(item_emb, torch.Tensor) and torch.is_autocast_enabled(item_emb.device.type):
-        dtype = torch.get_autocast_dtype(item_emb.device.type)
-        tensors = tuple(x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
-                        for x in tensors)
+    tensors = autocast_inputs(tensors)
     check_spectral_fusion_args(*tensors)
     B, n, d = tensors[0].shape
     problem = Problem(tensors[0].device, tensors[0].dtype, (("B", B), ("n", n), ("d", d)))

@@ -1,0 +1,82 @@
+"""FMLP-Rec: an all-MLP sequential recommender with learnable filters (Zhou et al., WWW 2022).
+
+Each block filters the sequence in the frequency domain with :class:`~tedrec_fast.nn.SpectralFilter`
+(the fused ``spectral_filter`` op: rfft · learned filter · irfft, TedRec's item filter on its own), adds
+the input back and normalises, then applies the position-wise feed-forward block. The filter is a
+circular convolution over all ``n`` positions, padding included, as in the published model: there is no
+attention mask to apply. Logits are dot products with the item table (cross-entropy over the catalog).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tedrec_fast.models.base import SequentialRecommender
+from tedrec_fast.models.transformer import FeedForward, gather_last, init_recbole_weights
+from tedrec_fast.nn import SpectralFilter
+from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
+
+__all__ = ["FMLPRec", "FilterBlock"]
+
+
+class FilterBlock(nn.Module):
+    """``LayerNorm(x + dropout(filter(x)))`` followed by the feed-forward block."""
+
+    def __init__(self, max_seq_length: int, hidden_size: int, inner_size: int, hidden_dropout: float, eps: float,
+                 filter_backend: str) -> None:
+        super().__init__()
+        self.filter = SpectralFilter(max_seq_length, hidden_size, backend=filter_backend)
+        self.dropout = nn.Dropout(hidden_dropout)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feed_forward(self.LayerNorm(x + self.dropout(self.filter(x))))
+
+
+class FMLPRec(SequentialRecommender):
+    """FMLP-Rec on the fused spectral-filter op.
+
+    Args:
+        n_items: number of items including the padding item 0.
+        max_seq_length: the input length ``n`` (inputs must have exactly this length: the filters are
+            built for it).
+        hidden_size, n_layers, inner_size, hidden_dropout: the paper's defaults (64, 2, 256, 0.5).
+        filter_backend: ``"auto"``, ``"triton"`` or ``"torch"`` for the spectral filters.
+    """
+
+    def __init__(self, n_items: int, max_seq_length: int = 50, hidden_size: int = 64, n_layers: int = 2,
+                 inner_size: int = 256, hidden_dropout: float = 0.5, filter_backend: str = "auto",
+                 layer_norm_eps: float = 1e-12) -> None:
+        super().__init__()
+        if n_items < 2:
+            raise ValueError(f"n_items counts the padding item 0 and must be >= 2, got {n_items}")
+        self.n_items = n_items
+        self.max_seq_length = max_seq_length
+        self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)
+        self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(hidden_dropout)
+        self.blocks = nn.ModuleList(
+            FilterBlock(max_seq_length, hidden_size, inner_size, hidden_dropout, layer_norm_eps, filter_backend)
+            for _ in range(n_layers)
+        )
+        self.apply(init_recbole_weights)  # Linear/Embedding N(0, 0.02), LayerNorm (1, 0); filters keep theirs
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        if item_seq.dim() != 2 or item_seq.shape[1] != self.max_seq_length:
+            raise ValueError(f"FMLPRec: item_seq must be (B, {self.max_seq_length}), got {tuple(item_seq.shape)}")
+        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+        hidden = self.dropout(self.LayerNorm(self.item_embedding(item_seq) + self.position_embedding(positions)))
+        for block in self.blocks:
+            hidden = block(hidden)
+        return gather_last(hidden, item_seq_len)
+
+    def full_sort_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return self.forward(item_seq, item_seq_len) @ self.item_embedding.weight.t()
+
+    def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return full_catalog_cross_entropy(
+            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=1.0, normalize=False
+        )

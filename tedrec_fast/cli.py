@@ -28,7 +28,7 @@ def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
     parser.add_argument("--raw", help="raw file/directory of the source (default: download)")
     if model:
         parser.add_argument("--model", help="tedrec, tedrec-wo-mm, tedrec-wo-ag, tedrec-wo-if, tedrec-wo-tf, sasrec, "
-                                            "unisrec, tssr")
+                                            "fmlprec, unisrec, tssr")
     parser.add_argument("--encoder", help="text encoder (default minilm)")
     parser.add_argument("--data-dir", dest="data_dir", help="cache of prepared datasets and text embeddings")
     parser.add_argument("--device", help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:1, ...")

@@ -98,7 +98,7 @@ class TritonBackend(Backend):
 
     def auto_why_not(self, problem: Problem) -> str | None:
         if problem.device.type != "cuda":
-            return "auto uses the torch reference on CPU (the Triton interpreter is for tests)"
+            return "auto does not pick the Triton interpreter for CPU tensors (it is for tests)"
         return self.why_not(problem)
 
 

@@ -19,11 +19,11 @@ graph break. The reduction runs in torch on the device (no host sync).
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
-from tedrec_fast.ops.dispatch import Backend, Problem, choose_backend, triton_unavailable_reason
+from tedrec_fast.ops.checks import autocast_inputs
+from tedrec_fast.ops.dispatch import Backend, Problem, TorchBackend, TritonBackend, choose_backend
 from tedrec_fast.ops.full_catalog_ce.reference import full_catalog_cross_entropy_reference
 
 __all__ = ["full_catalog_cross_entropy", "BACKENDS", "CHUNK_ELEMENTS", "check_full_catalog_ce_args"]
@@ -104,46 +104,14 @@ def _check_target_range(targets: torch.Tensor, n_items: int, ignore_index: int) 
 # --------------------------------------------------------------------------------------------
 # Backends
 # --------------------------------------------------------------------------------------------
-class TritonBackend(Backend):
-    """The fused Triton kernels: CUDA devices, or CPU under ``TRITON_INTERPRET=1``."""
-
-    name = "triton"
-
-    def unavailable(self) -> str | None:
-        return triton_unavailable_reason()
-
-    def why_not(self, problem: Problem) -> str | None:
-        reason = self.unavailable()
-        if reason is not None:
-            return reason
-        if problem.device.type not in ("cuda", "cpu"):
-            return f"device {problem.device.type} is not supported (CUDA, or CPU under the interpreter)"
-        if problem.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-            return "CPU tensors need TRITON_INTERPRET=1 (the Triton interpreter)"
-        if problem.dtype not in _KERNEL_DTYPES:
-            return f"dtype {problem.dtype} is not supported (float32, bfloat16, float16, float64)"
-        return None
-
-    def auto_why_not(self, problem: Problem) -> str | None:
-        if problem.device.type != "cuda":
-            return "auto uses torch-chunked on CPU (the Triton interpreter is for tests)"
-        return self.why_not(problem)
-
-
 class TorchChunkedBackend(Backend):
     """Online log-sum-exp over item chunks in torch, recompute in backward. Runs everywhere."""
 
     name = "torch-chunked"
 
 
-class TorchBackend(Backend):
-    """The reference: materialises the ``B x |V|`` logits. Runs everywhere."""
-
-    name = "torch"
-
-
-#: priority order for ``backend="auto"``
-BACKENDS: tuple[Backend, ...] = (TritonBackend(), TorchChunkedBackend(), TorchBackend())
+#: priority order for ``backend="auto"``; the ``"torch"`` reference materialises the ``B x |V|`` logits
+BACKENDS: tuple[Backend, ...] = (TritonBackend(_KERNEL_DTYPES, {}), TorchChunkedBackend(), TorchBackend())
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,12 +310,7 @@ def full_catalog_cross_entropy(
     """
     if not isinstance(backend, str):
         raise TypeError(f"{_OP}: backend must be a string, got {type(backend).__name__}")
-    if isinstance(query, torch.Tensor) and torch.is_autocast_enabled(query.device.type):
-        dtype = torch.get_autocast_dtype(query.device.type)
-        if query.is_floating_point():
-            query = query.to(dtype)
-        if isinstance(item_weight, torch.Tensor) and item_weight.is_floating_point():
-            item_weight = item_weight.to(dtype)
+    query, item_weight = autocast_inputs((query, item_weight))
     check_full_catalog_ce_args(query, item_weight, targets, temperature, ignore_index, reduction)
     B, d = query.shape
     V = item_weight.shape[0]

@@ -73,8 +73,12 @@ class FMLPRec(SequentialRecommender):
             hidden = block(hidden)
         return gather_last(hidden, item_seq_len)
 
-    def full_sort_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        return self.forward(item_seq, item_seq_len) @ self.item_embedding.weight.t()
+    def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return self.forward(item_seq, item_seq_len)
+
+    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
+        self.check_item_range(start, stop)
+        return self.item_embedding.weight[start:stop]
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return full_catalog_cross_entropy(

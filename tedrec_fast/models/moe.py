@@ -38,7 +38,8 @@ class MoEModulation(nn.Module):
     ``w_noise``).
 
     ``forward(x)`` maps ``(B, n, text_dim)`` to ``(B, n, hidden_size)``; ``n`` must equal ``n_positions``
-    unless ``n_positions == 1``.
+    unless ``n_positions == 1``. :meth:`forward_items` computes the same from item ids and a text table,
+    projecting each distinct item once.
     """
 
     noise_epsilon = 1e-2
@@ -51,11 +52,20 @@ class MoEModulation(nn.Module):
         self.w_gate = nn.Parameter(torch.zeros(text_dim, n_experts))
         self.w_noise = nn.Parameter(torch.zeros(text_dim, n_experts))
 
-    def gates(self, x: torch.Tensor) -> torch.Tensor:
-        """Expert weights ``(B, n, n_experts)``, summing to 1; noisy only in training mode."""
-        logits = x @ self.w_gate
+    def gates(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Expert weights ``(..., n_experts)`` of text vectors ``x``, summing to 1; noisy only in training mode.
+
+        With ``index`` (integer ``(B, n)``), the weights of rows ``x[index]`` (``x: (U, text_dim)``): the logits
+        are computed once per row of ``x`` and gathered; the noise is drawn for the ``(B, n)`` positions.
+        """
+
+        def logits_of(weight: torch.Tensor) -> torch.Tensor:
+            logits = x @ weight
+            return logits if index is None else F.embedding(index, logits)
+
+        logits = logits_of(self.w_gate)
         if self.training:
-            noise_std = F.softplus(x @ self.w_noise) + self.noise_epsilon
+            noise_std = F.softplus(logits_of(self.w_noise)) + self.noise_epsilon
             logits = logits + torch.randn_like(logits) * noise_std
         return torch.softmax(logits, dim=-1)
 
@@ -64,4 +74,34 @@ class MoEModulation(nn.Module):
         out = gates[..., 0:1] * self.experts[0](x)
         for k in range(1, len(self.experts)):
             out = out + gates[..., k : k + 1] * self.experts[k](x)
+        return out
+
+    def forward_items(self, items: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """``forward(table[items])`` for item ids ``items`` ``(B, n)`` and text vectors ``table`` ``(V, text_dim)``.
+
+        Without active dropout (eval mode, or ``dropout == 0``) each distinct item is projected once: with
+        ``u`` the item at ``(b, j)``, ``T[b, j] = sum_k g_k (lin_k(x_u) - lin_k(s_{k,j}))`` where ``lin_k(x_u)``
+        is computed per distinct item, ``lin_k(s_{k,j})`` per position, and the gate logits per distinct item
+        (training noise is still drawn per position). With active dropout (training, ``dropout > 0``; the
+        dropout mask is per position) it is :meth:`forward` of the gathered ``(B, n, text_dim)`` input.
+        """
+        if items.dim() != 2 or (self.experts[0].bias.shape[1] not in (1, items.shape[1])):
+            raise ValueError(
+                f"MoEModulation.forward_items: items must be (B, n) with n = n_positions="
+                f"{self.experts[0].bias.shape[1]}, got {tuple(items.shape)}"
+            )
+        if table.dim() != 2 or table.shape[1] != self.w_gate.shape[0]:
+            raise ValueError(
+                f"MoEModulation.forward_items: table must be (n_items, {self.w_gate.shape[0]}), "
+                f"got {tuple(table.shape)}"
+            )
+        if self.training and self.experts[0].dropout.p > 0:
+            return self(F.embedding(items, table))
+        unique, index = torch.unique(items, return_inverse=True)
+        x = F.embedding(unique, table)
+        gates = self.gates(x, index)
+        positional = torch.stack([expert.lin(expert.bias[0]) for expert in self.experts], dim=1)  # (n | 1, E, d)
+        out = -torch.einsum("bnk,nkd->bnd", gates, positional.expand(items.shape[1], -1, -1))
+        for k, expert in enumerate(self.experts):
+            out = out + gates[..., k : k + 1] * F.embedding(index, expert.lin(x))
         return out

@@ -38,8 +38,12 @@ class SASRec(SASRecBackbone):
             n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
         )
 
-    def full_sort_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        return self.forward(item_seq, item_seq_len) @ self.item_embedding.weight.t()
+    def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return self.forward(item_seq, item_seq_len)
+
+    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
+        self.check_item_range(start, stop)
+        return self.item_embedding.weight[start:stop]
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return full_catalog_cross_entropy(

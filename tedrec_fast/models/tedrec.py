@@ -24,7 +24,7 @@ class TedRec(SASRecBackbone):
     3. SASRec: ``+`` positions, LayerNorm, dropout, Transformer; representation at position ``len - 1``.
 
     Training loss: cross-entropy over all items (padding row included) of ``cos(seq, item_embedding) /
-    temperature``; :meth:`full_sort_scores` returns the cosine without temperature.
+    temperature``; eval scores (:meth:`full_sort_scores`) are the cosine without temperature.
 
     Args:
         n_items: number of items including the padding item 0.
@@ -92,12 +92,15 @@ class TedRec(SASRecBackbone):
                 f"TedRec: item_seq must have length max_seq_length={self.max_seq_length} (right-padded with 0), "
                 f"got {item_seq.shape[1]}"
             )
-        text = self.moe_adaptor(F.embedding(item_seq, self.text_embeddings))
+        text = self.moe_adaptor.forward_items(item_seq, self.text_embeddings)
         return self.fusion(self.item_embedding(item_seq), text)
 
-    def full_sort_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        seq = F.normalize(self.forward(item_seq, item_seq_len), dim=-1)
-        return seq @ F.normalize(self.item_embedding.weight, dim=-1).t()
+    def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.forward(item_seq, item_seq_len), dim=-1)
+
+    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
+        self.check_item_range(start, stop)
+        return F.normalize(self.item_embedding.weight[start:stop], dim=-1)
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return full_catalog_cross_entropy(

@@ -234,9 +234,10 @@ class TSSR(SequentialRecommender):
         """Content-stream item embeddings: ``content_proj(text_embeddings[items])``."""
         return self.content_proj(F.embedding(items, self.text_embeddings))
 
-    def item_representations(self) -> torch.Tensor:
-        """``(n_items, d)``: ID embedding + projected content embedding of every item (scoring side)."""
-        return self.item_embedding.weight + self.content_proj(self.text_embeddings)
+    def item_representations(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """``(stop - start, d)``: ID embedding + projected content embedding of items ``start .. stop - 1``
+        (default: all; the scoring side)."""
+        return self.item_embedding.weight[start:stop] + self.content_proj(self.text_embeddings[start:stop])
 
     def encode(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> dict[str, torch.Tensor]:
         """All states ``(B, L, d)``: unimodal ``"id"``, ``"content"`` and the gated multimodal ``"fused"``."""
@@ -251,8 +252,12 @@ class TSSR(SequentialRecommender):
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         return gather_last(self.encode(item_seq, item_seq_len)["fused"], item_seq_len)
 
-    def full_sort_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        return self.forward(item_seq, item_seq_len) @ self.item_representations().t()
+    def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return self.forward(item_seq, item_seq_len)
+
+    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
+        self.check_item_range(start, stop)
+        return self.item_representations(start, stop)
 
     def losses(
         self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor

@@ -64,13 +64,18 @@ class UniSRecStyle(SASRecBackbone):
     def embed_sequence(self, item_seq: torch.Tensor) -> torch.Tensor:
         return self.moe_adaptor(F.embedding(item_seq, self.text_embeddings)) + self.item_embedding(item_seq)
 
-    def item_representations(self) -> torch.Tensor:
-        """``(n_items, d)``: ``adaptor(text) + ID embedding`` of every item (padding row included)."""
-        return self.moe_adaptor(self.text_embeddings.unsqueeze(0)).squeeze(0) + self.item_embedding.weight
+    def item_representations(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """``(stop - start, d)``: ``adaptor(text) + ID embedding`` of items ``start .. stop - 1`` (default: all,
+        padding row included)."""
+        text = self.text_embeddings[start:stop]
+        return self.moe_adaptor(text.unsqueeze(0)).squeeze(0) + self.item_embedding.weight[start:stop]
 
-    def full_sort_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        seq = F.normalize(self.forward(item_seq, item_seq_len), dim=-1)
-        return seq @ F.normalize(self.item_representations(), dim=-1).t()
+    def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.forward(item_seq, item_seq_len), dim=-1)
+
+    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
+        self.check_item_range(start, stop)
+        return F.normalize(self.item_representations(start, stop), dim=-1)
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return full_catalog_cross_entropy(

@@ -7,23 +7,35 @@ Ties: ``rank`` is the number of items whose score is **strictly greater** than t
 items tied with the target do not push it down (RecBole's ``topk`` breaks ties by index instead; with
 continuous scores ties are practically absent). A target whose score is -inf (the padding item, or a
 history item under ``mask_history``) is never a hit.
+
+Streaming: for models that split their scores into ``scoring_query`` and ``scoring_items``
+(:func:`~tedrec_fast.models.base.supports_item_tiles`), a chunk of users walks the catalog in item tiles and
+keeps only each user's target score and its count of strictly greater scores (:func:`streaming_target_ranks`),
+so memory is ``O(chunk x tile)`` whatever the catalog size. Other models are scored a chunk at a time with
+``full_sort_scores`` (``chunk x n_items``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 import torch
 
+from tedrec_fast.models.base import supports_item_tiles
 from tedrec_fast.train.distributed import DistContext, shard_bounds
 
-__all__ = ["DEFAULT_KS", "SplitLike", "target_ranks", "metric_sums", "full_sort_evaluate", "metric_names"]
+__all__ = ["DEFAULT_KS", "DEFAULT_ITEM_TILE", "SplitLike", "target_ranks", "streaming_target_ranks", "rank_metric_sums",
+           "metric_sums", "full_sort_evaluate", "metric_names"]
 
 #: the cut-offs the paper reports
 DEFAULT_KS: tuple[int, ...] = (10, 20)
+#: items scored at once by the streaming evaluation
+DEFAULT_ITEM_TILE = 32768
+#: the rank given to a target that scores -inf (never a hit)
+_NEVER = torch.iinfo(torch.int64).max
 
 
 class SplitLike(Protocol):
@@ -58,19 +70,110 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                          f"{getattr(target, 'shape', target)}")
     target_score = scores.gather(1, target.long().unsqueeze(1))
     ranks = (scores > target_score).sum(dim=1)
-    return torch.where(target_score.squeeze(1) == float("-inf"), torch.iinfo(torch.int64).max, ranks)
+    return torch.where(target_score.squeeze(1) == float("-inf"), _NEVER, ranks)
 
 
-def metric_sums(scores: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> torch.Tensor:
-    """Per-metric sums over the rows of ``scores`` in :func:`metric_names` order (float64, on ``scores``' device)."""
+def streaming_target_ranks(
+    score_tile: Callable[[int, int], torch.Tensor], target: torch.Tensor, n_items: int, tile_size: int
+) -> torch.Tensor:
+    """:func:`target_ranks` of the score matrix whose columns ``start .. stop - 1`` are ``score_tile(start, stop)``.
+
+    ``score_tile`` returns ``(B, stop - start)`` scores (padding and history already at -inf); it is called
+    on the aligned tiles ``[t * tile_size, min((t + 1) * tile_size, n_items))`` only, so each user's target
+    score is the very value its tile holds (exact ties). One pass over the tiles holding the targets finds
+    the target scores, a second pass over all tiles counts the strictly greater scores (the last tile of the
+    first pass is reused). Memory: one ``(B, tile_size)`` tile.
+    """
+    if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
+        raise ValueError(f"streaming_target_ranks: n_items must be a positive int, got {n_items!r}")
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ValueError(f"streaming_target_ranks: tile_size must be a positive int, got {tile_size!r}")
+    if not isinstance(target, torch.Tensor) or target.dim() != 1:
+        raise ValueError(
+            f"streaming_target_ranks: target must be a (B,) tensor, got {getattr(target, 'shape', target)}"
+        )
+    target = target.long()
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_items):
+        raise ValueError(f"streaming_target_ranks: target must lie in [0, n_items={n_items})")
+
+    def bounds(tile: int) -> tuple[int, int]:
+        return tile * tile_size, min((tile + 1) * tile_size, n_items)
+
+    target_tile = target // tile_size
+    target_score: torch.Tensor | None = None
+    last_tile, last_scores = -1, None
+    for tile in torch.unique(target_tile).tolist():
+        start, stop = bounds(tile)
+        last_tile, last_scores = tile, score_tile(start, stop)
+        if target_score is None:
+            target_score = last_scores.new_empty(target.shape)
+        rows = (target_tile == tile).nonzero().squeeze(1)
+        target_score[rows] = last_scores[rows, target[rows] - start]
+    if target_score is None:  # no users
+        return target.new_empty(0)
+    greater = torch.zeros_like(target)
+    n_tiles = -(-n_items // tile_size)
+    for tile in [last_tile] + [t for t in range(n_tiles) if t != last_tile]:
+        scores = last_scores if tile == last_tile else score_tile(*bounds(tile))
+        greater += (scores > target_score.unsqueeze(1)).sum(dim=1)
+    return torch.where(target_score == float("-inf"), _NEVER, greater)
+
+
+def rank_metric_sums(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> torch.Tensor:
+    """Per-metric sums over 0-based target ``ranks`` ``(B,)`` in :func:`metric_names` order (float64)."""
     ks = _check_ks(ks)
-    ranks = target_ranks(scores, target).double()
+    ranks = ranks.double()
     gains = 1.0 / torch.log2(ranks + 2.0)
     sums = []
     for k in ks:
         hit = ranks < k
         sums += [hit.double().sum(), torch.where(hit, gains, 0.0).sum()]
     return torch.stack(sums)
+
+
+def metric_sums(scores: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> torch.Tensor:
+    """Per-metric sums over the rows of ``scores`` in :func:`metric_names` order (float64, on ``scores``' device)."""
+    return rank_metric_sums(target_ranks(scores, target), ks)
+
+
+def _mask_scores(scores: torch.Tensor, item_seq: torch.Tensor, start: int, mask_history: bool) -> torch.Tensor:
+    """Set, in place, the padding item and (with ``mask_history``) the history items of the score columns
+    ``start .. start + width - 1`` to -inf; returns ``scores``."""
+    width = scores.shape[1]
+    if start == 0:
+        scores[:, 0] = float("-inf")
+    if mask_history:
+        local = item_seq.long() - start
+        inside = (local >= 0) & (local < width)
+        hit = torch.zeros(scores.shape[0], width + 1, dtype=torch.bool, device=scores.device)
+        hit.scatter_(1, torch.where(inside, local, width), True)
+        scores.masked_fill_(hit[:, :width], float("-inf"))
+    return scores
+
+
+def _chunk_ranks(
+    model: torch.nn.Module,
+    item_seq: torch.Tensor,
+    item_seq_len: torch.Tensor,
+    target: torch.Tensor,
+    mask_history: bool,
+    autocast: AbstractContextManager,
+    item_tile_size: int,
+) -> torch.Tensor:
+    """Target ranks of one chunk of users: streamed over item tiles when the model supports it."""
+    if not supports_item_tiles(model):
+        with autocast:
+            scores = model.full_sort_scores(item_seq, item_seq_len)
+        return target_ranks(_mask_scores(scores.float(), item_seq, 0, mask_history), target)
+    with autocast:
+        query = model.scoring_query(item_seq, item_seq_len)
+
+    def score_tile(start: int, stop: int) -> torch.Tensor:
+        with autocast:
+            scores = query @ model.scoring_items(start, stop).t()
+        return _mask_scores(scores.float(), item_seq, start, mask_history)
+
+    return streaming_target_ranks(score_tile, target, model.n_items, item_tile_size)
 
 
 @torch.no_grad()
@@ -83,24 +186,30 @@ def full_sort_evaluate(
     mask_history: bool = False,
     bf16: bool = False,
     dist: DistContext | None = None,
+    item_tile_size: int = DEFAULT_ITEM_TILE,
 ) -> dict[str, float]:
     """Recall@K and NDCG@K of ``model`` on ``split``, ranking every item for every user.
 
     Args:
-        model: a :class:`~tedrec_fast.models.base.SequentialRecommender` (its ``full_sort_scores`` is used).
+        model: a :class:`~tedrec_fast.models.base.SequentialRecommender`; scored tile by tile when it implements
+            ``scoring_query`` and ``scoring_items``, else with ``full_sort_scores``.
         split: item sequences, lengths and targets, on the model's device.
         ks: cut-offs.
-        batch_size: users scored at once; only one ``(batch_size, n_items)`` score matrix is alive.
+        batch_size: users scored at once.
         mask_history: give the items of each input sequence score -inf (RecBole's default is not to).
         bf16: score under bfloat16 autocast (ranks are computed in float32).
         dist: under data parallelism each process scores a contiguous shard of users and the sums are
             all-reduced, so every process returns the same metrics.
+        item_tile_size: items per tile when streaming: one ``(batch_size, item_tile_size)`` score tile is alive
+            (without streaming, one ``(batch_size, n_items)`` score matrix).
 
     The padding item 0 always scores -inf. Ties are counted as described in the module docstring.
     """
     ks = _check_ks(ks)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"full_sort_evaluate: batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(item_tile_size, bool) or not isinstance(item_tile_size, int) or item_tile_size < 1:
+        raise ValueError(f"full_sort_evaluate: item_tile_size must be a positive int, got {item_tile_size!r}")
     dist = dist or DistContext()
     n_users = split.target.shape[0]
     start, stop = shard_bounds(n_users, dist.rank, dist.world_size)
@@ -112,14 +221,9 @@ def full_sort_evaluate(
     try:
         for lo in range(start, stop, batch_size):
             hi = min(lo + batch_size, stop)
-            item_seq = split.item_seq[lo:hi]
-            with autocast:
-                scores = model.full_sort_scores(item_seq, split.item_seq_len[lo:hi])
-            scores = scores.float()
-            scores[:, 0] = float("-inf")
-            if mask_history:
-                scores.scatter_(1, item_seq.long(), float("-inf"))
-            sums += metric_sums(scores, split.target[lo:hi], ks)
+            item_seq, item_seq_len, target = split.item_seq[lo:hi], split.item_seq_len[lo:hi], split.target[lo:hi]
+            ranks = _chunk_ranks(model, item_seq, item_seq_len, target, mask_history, autocast, item_tile_size)
+            sums += rank_metric_sums(ranks, ks)
     finally:
         model.train(was_training)
     dist.all_reduce_sum(sums)

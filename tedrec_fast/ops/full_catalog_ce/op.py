@@ -85,20 +85,21 @@ def check_full_catalog_ce_args(
 
 
 def _check_target_range(targets: torch.Tensor, n_items: int, ignore_index: int) -> None:
-    """``ValueError`` if a target other than ``ignore_index`` is outside ``[0, n_items)``.
+    """Reject a target other than ``ignore_index`` outside ``[0, n_items)``, without a host sync on GPU.
 
-    Reading the answer is a host sync, so it is skipped while ``torch.compile`` traces or a CUDA graph
-    is captured; there, an out-of-range target is not detected and its row's loss is the
-    log-sum-exp alone (no memory is read out of bounds).
+    On CPU: ``ValueError``. On CUDA the check is a device-side assertion (``torch._assert_async``), so a
+    training step never waits for the device; a bad target then fails the next synchronising call with
+    this message. Skipped while ``torch.compile`` traces; the kernels never read out of bounds either
+    way (an out-of-range target's loss is the log-sum-exp alone).
     """
     if torch.compiler.is_compiling():
         return
-    if targets.is_cuda and torch.cuda.is_current_stream_capturing():
-        return
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_items))
-    if bad.any():
-        raise ValueError(f"{_OP}: targets must be in [0, {n_items}) or equal ignore_index={ignore_index}; "
-                         f"got {targets[bad][0].item()}")
+    message = f"{_OP}: targets must be in [0, {n_items}) or equal ignore_index={ignore_index}"
+    if targets.is_cuda:
+        torch._assert_async(~bad.any(), message)
+    elif bad.any():
+        raise ValueError(f"{message}; got {targets[bad][0].item()}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,8 +304,8 @@ def full_catalog_cross_entropy(
 
     ``query`` and ``item_weight`` must share one device and one floating dtype, except under
     ``torch.autocast``, where both are cast to the autocast dtype. Out-of-range targets raise
-    ``ValueError``; that check reads a flag back from the device (a host sync on CUDA) and is skipped
-    under ``torch.compile`` and CUDA-graph capture. The fused backends are deterministic (no atomics).
+    ``ValueError`` on CPU and a device-side assertion on CUDA (no host sync); the check is skipped under
+    ``torch.compile``. The fused backends are deterministic (no atomics).
     Numerics of the Triton backend follow ``torch.get_float32_matmul_precision()`` for float32 inputs
     (``"highest"``: 3xTF32 products; else one TF32 product); bf16/fp16 are upcast to fp32 on load.
     """

@@ -1,7 +1,9 @@
-"""``python -m bench``: time the spectral-fusion table on this GPU and write the results.
+"""``python -m bench`` (or ``tedrec-fast bench``): time the benchmark tables on this GPU, write the results.
 
-Writes ``bench/results/<date>_<gpu>.json`` (schema in the README) and a PNG of speedup over the eager
-reference beside it. Needs a CUDA device: numbers not measured on a GPU are written nowhere.
+Default: the spectral-fusion table, written to ``bench/results/<date>_<gpu>.json`` (schema in the
+README) with a PNG of speedup over the eager reference beside it. ``--catalog``: the large-catalog
+table (bench/catalog.py), written to ``bench/results/<date>_<gpu>_catalog.json``. Needs a CUDA device:
+numbers not measured on a GPU are written nowhere.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from bench.catalog import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
 from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,10 +34,20 @@ def _commit() -> str:
         return "unknown"
 
 
-def measure(cases: list[Case], device: str = "cuda") -> dict:
-    """Time every case and its eager reference; returns the results document."""
+def _header(device: str) -> dict:
     import triton
 
+    return {
+        "device": torch.cuda.get_device_name(device),
+        "date": dt.date.today().isoformat(),
+        "commit": _commit(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+    }
+
+
+def measure(cases: list[Case], device: str = "cuda") -> dict:
+    """Time every case and its eager reference; returns the results document."""
     ceiling = copy_gbps(device)
     ref_cache: dict[tuple, float] = {}
     records = []
@@ -58,15 +71,22 @@ def measure(cases: list[Case], device: str = "cuda") -> dict:
         })
         print(json.dumps(records[-1]), flush=True)
         torch.cuda.empty_cache()
-    return {
-        "device": torch.cuda.get_device_name(device),
-        "date": dt.date.today().isoformat(),
-        "commit": _commit(),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "copy_gbps": round(ceiling, 1),
-        "records": records,
-    }
+    return {**_header(device), "copy_gbps": round(ceiling, 1), "records": records}
+
+
+def measure_catalog(sizes: tuple[int, ...] = CATALOG_SIZES, device: str = "cuda") -> dict:
+    """The large-catalog table: the fused loss (bf16 and fp32) and TedRec training steps at each size."""
+    timer = lambda step: time_ms(step, device)  # noqa: E731
+    records = []
+    for V in sizes:
+        for dtype in ("bfloat16", "float32"):
+            records.append(loss_record(CatalogCase(V, dtype=dtype), timer, device))
+            print(json.dumps(records[-1]), flush=True)
+            torch.cuda.empty_cache()
+        records.append(train_step_record(V, timer, device))
+        print(json.dumps(records[-1]), flush=True)
+        torch.cuda.empty_cache()
+    return {**_header(device), "records": records}
 
 
 def plot(document: dict, path: Path) -> None:
@@ -76,23 +96,24 @@ def plot(document: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = document["records"]
-    labels = [f"{r['backend']} {r['direction']} {r['dtype']}\nB{r['B']} n{r['n']} d{r['d']}" for r in records]
+    records = [r for r in document["records"] if r.get("speedup")]
+    labels = [f"{r['op']} {r['backend']} {r['direction']} {r['dtype']}\n"
+              + " ".join(f"{k}{r[k]}" for k in ("B", "n", "d", "V") if k in r) for r in records]
     fig, ax = plt.subplots(figsize=(max(8, len(records) * 0.35), 5))
     ax.bar(range(len(records)), [r["speedup"] for r in records])
     ax.set_xticks(range(len(records)), labels, rotation=90, fontsize=6)
     ax.axhline(1.0, color="k", lw=0.5)
     ax.set_ylabel("speedup over eager torch.fft reference")
-    ax.set_title(f"spectral_fusion on {document['device']} ({document['date']}, {document['commit']})")
+    ax.set_title(f"{document['device']} ({document['date']}, {document['commit']})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def write(document: dict, out_dir: Path = RESULTS) -> Path:
+def write(document: dict, out_dir: Path = RESULTS, suffix: str = "") -> Path:
     """Write the JSON (atomically) and its PNG; returns the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", document["device"]).strip("-").lower()
-    path = out_dir / f"{document['date']}_{gpu}.json"
+    path = out_dir / f"{document['date']}_{gpu}{suffix}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(document, indent=1) + "\n")
     os.replace(tmp, path)
@@ -104,11 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--filter", default="", help="only cases whose id contains this string")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--catalog", action="store_true", help="the large-catalog table instead")
+    parser.add_argument("--catalog-sizes", type=int, nargs="+", default=list(CATALOG_SIZES))
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("python -m bench needs a CUDA device (none here); `pytest bench/` runs CPU reference sizes.",
               file=sys.stderr)
         return 2
+    if args.catalog:
+        print(f"wrote {write(measure_catalog(tuple(args.catalog_sizes)), args.out_dir, '_catalog')}")
+        return 0
     cases = [c for c in GPU_CASES if args.filter in c.id]
     print(f"wrote {write(measure(cases), args.out_dir)}")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main", "build_parser"]
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="prepare a dataset (tedrec-fast prepare --help)", add_help=False)
+    sub.add_parser("bench", help="GPU benchmark tables from a source checkout (tedrec-fast bench --help)",
+                   add_help=False)
     encode = sub.add_parser("encode", help="encode a dataset's item texts into the cache")
     _add_common(encode)
     train = sub.add_parser("train", help="train a model (no arguments: TedRec on ml-100k)")
@@ -112,11 +115,26 @@ def _prepare(argv: list[str]) -> int:
     return int(run_prepare(parser.parse_args(argv)) or 0)
 
 
+def _bench(argv: list[str]) -> int:
+    """``python -m bench`` of the source checkout this package is installed from (editable installs)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "__main__.py").is_file():
+        print("tedrec-fast bench runs the benchmarks of a source checkout (bench/ beside tedrec_fast/); "
+              f"none at {root}", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    from bench.__main__ import main as bench_main
+
+    return bench_main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tedrec-fast`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prepare"]:
         return _prepare(argv[1:])
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     args = build_parser().parse_args(argv)
     from tedrec_fast.config import load_config
     from tedrec_fast.train import run

@@ -178,6 +178,9 @@ def test_triton_backward_is_deterministic(device: str) -> None:
 
 
 def test_kernel_configs_cover_every_length() -> None:
+    from tedrec_fast.ops.spectral_fusion import op
+
+    assert (kernels.MAX_N, kernels.MAX_D) == (op.MAX_N, op.MAX_D)  # the dispatcher's limits are the kernels'
     for n in range(1, kernels.MAX_N + 1):
         cfg = kernels.kernel_config(n)
         assert cfg in kernels.all_kernel_configs()

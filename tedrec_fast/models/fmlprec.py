@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from tedrec_fast.models.base import SequentialRecommender
+from tedrec_fast.models.heads import DotProductHead
 from tedrec_fast.models.transformer import FeedForward, gather_last, init_recbole_weights
 from tedrec_fast.nn import SpectralFilter
-from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["FMLPRec", "FilterBlock"]
 
@@ -35,7 +35,7 @@ class FilterBlock(nn.Module):
         return self.feed_forward(self.LayerNorm(x + self.dropout(self.filter(x))))
 
 
-class FMLPRec(SequentialRecommender):
+class FMLPRec(DotProductHead, SequentialRecommender):
     """FMLP-Rec on the fused spectral-filter op.
 
     Args:
@@ -72,15 +72,3 @@ class FMLPRec(SequentialRecommender):
         for block in self.blocks:
             hidden = block(hidden)
         return gather_last(hidden, item_seq_len)
-
-    def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        return self.forward(item_seq, item_seq_len)
-
-    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
-        self.check_item_range(start, stop)
-        return self.item_embedding.weight[start:stop]
-
-    def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return full_catalog_cross_entropy(
-            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=1.0, normalize=False
-        )

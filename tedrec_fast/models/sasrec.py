@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-
 from tedrec_fast.models.backbone import SASRecBackbone
-from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
+from tedrec_fast.models.heads import DotProductHead
 
 __all__ = ["SASRec"]
 
 
-class SASRec(SASRecBackbone):
+class SASRec(DotProductHead, SASRecBackbone):
     """Self-attentive sequential recommendation (Kang & McAuley 2018) as RecBole trains it.
 
     Logits are dot products of the sequence representation with every row of the item table (padding row
@@ -36,16 +34,4 @@ class SASRec(SASRecBackbone):
     ) -> None:
         super().__init__(
             n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
-        )
-
-    def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        return self.forward(item_seq, item_seq_len)
-
-    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
-        self.check_item_range(start, stop)
-        return self.item_embedding.weight[start:stop]
-
-    def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return full_catalog_cross_entropy(
-            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=1.0, normalize=False
         )

@@ -154,6 +154,18 @@ def _grad_logits(s, lse, w, is_target):
     return w * (tl.exp(s - lse) - tl.where(is_target, 1.0, 0.0))
 
 
+@triton.jit
+def _backward_row_terms(t_ptr, qs_ptr, lse_ptr, g_ptr, rows, B, st_b, ignore_index, ACC: tl.constexpr):
+    """Per query row of a backward tile: ``(target, scale, lse, incoming gradient)``; the gradient is 0
+    for ignored and out-of-range rows."""
+    row_ok = rows < B
+    tgt = tl.load(t_ptr + rows * st_b, mask=row_ok, other=ignore_index)
+    qs = tl.load(qs_ptr + rows, mask=row_ok, other=0.0)
+    lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
+    w = tl.load(g_ptr + rows, mask=row_ok & (tgt != ignore_index), other=0.0).to(ACC)
+    return tgt, qs, lse, w
+
+
 @triton.jit(do_not_specialize=["B", "V", "d", "ignore_index"])
 def _fce_bwd_query_kernel(
     q_ptr, c_ptr, t_ptr, qs_ptr, cs_ptr, pi_ptr, lse_ptr, g_ptr, acc_ptr, dq_ptr,
@@ -164,10 +176,7 @@ def _fce_bwd_query_kernel(
 ):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < B
-    tgt = tl.load(t_ptr + rows * st_b, mask=row_ok, other=ignore_index)
-    qs = tl.load(qs_ptr + rows, mask=row_ok, other=0.0)
-    lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
-    w = tl.load(g_ptr + rows, mask=row_ok & (tgt != ignore_index), other=0.0).to(ACC)
+    tgt, qs, lse, w = _backward_row_terms(t_ptr, qs_ptr, lse_ptr, g_ptr, rows, B, st_b, ignore_index, ACC)
     for v0 in range(0, V, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V).to(tl.int64)
         col_ok = cols < V
@@ -196,11 +205,7 @@ def _fce_bwd_item_kernel(
     cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
     for b0 in range(0, B, BLOCK_B):
         rows = b0 + tl.arange(0, BLOCK_B).to(tl.int64)
-        row_ok = rows < B
-        tgt = tl.load(t_ptr + rows * st_b, mask=row_ok, other=ignore_index)
-        qs = tl.load(qs_ptr + rows, mask=row_ok, other=0.0)
-        lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
-        w = tl.load(g_ptr + rows, mask=row_ok & (tgt != ignore_index), other=0.0).to(ACC)
+        tgt, qs, lse, w = _backward_row_terms(t_ptr, qs_ptr, lse_ptr, g_ptr, rows, B, st_b, ignore_index, ACC)
         s_t = _dot_tile(c_ptr, q_ptr, cols, rows, V, B, d, sc_v, sc_d, sq_b, sq_d,
                         BLOCK_V, BLOCK_B, BLOCK_K, ACC, PRECISION)  # (items, queries)
         g_t = _grad_logits(s_t * cs[:, None] * qs[None, :], lse[None, :], w[None, :], cols[:, None] == tgt[None, :])

@@ -6,12 +6,18 @@ import torch
 from torch import nn
 
 from tedrec_fast.models.base import SequentialRecommender
-from tedrec_fast.models.transformer import TransformerEncoder, causal_padding_mask, gather_last, init_recbole_weights
+from tedrec_fast.models.transformer import (
+    PositionalInput,
+    TransformerEncoder,
+    causal_padding_mask,
+    gather_last,
+    init_recbole_weights,
+)
 
 __all__ = ["SASRecBackbone"]
 
 
-class SASRecBackbone(SequentialRecommender):
+class SASRecBackbone(PositionalInput, SequentialRecommender):
     """SASRec's sequence encoder; subclasses choose the per-position input via :meth:`embed_sequence`.
 
     Parameter names follow RecBole's SASRec (``item_embedding``, ``position_embedding``, ``LayerNorm``,
@@ -37,9 +43,7 @@ class SASRecBackbone(SequentialRecommender):
         self.max_seq_length = max_seq_length
         self.hidden_size = hidden_size
         self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)
-        self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(hidden_dropout)
+        self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps)
         self.trm_encoder = TransformerEncoder(
             n_layers, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, layer_norm_eps
         )
@@ -51,8 +55,7 @@ class SASRecBackbone(SequentialRecommender):
 
     def encode(self, input_emb: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
         """Positions + LayerNorm + dropout + Transformer: hidden states ``(B, L, d)`` for every position."""
-        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-        hidden = self.dropout(self.LayerNorm(input_emb + self.position_embedding(positions)))
+        hidden = self.add_positions(input_emb)
         return self.trm_encoder(hidden, causal_padding_mask(item_seq, hidden.dtype))
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch import nn
 
 from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.heads import DotProductHead
-from tedrec_fast.models.transformer import FeedForward, gather_last, init_recbole_weights
+from tedrec_fast.models.transformer import FeedForward, PositionalInput, gather_last, init_recbole_weights
 from tedrec_fast.nn import SpectralFilter
 
 __all__ = ["FMLPRec", "FilterBlock"]
@@ -35,7 +35,7 @@ class FilterBlock(nn.Module):
         return self.feed_forward(self.LayerNorm(x + self.dropout(self.filter(x))))
 
 
-class FMLPRec(DotProductHead, SequentialRecommender):
+class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
     """FMLP-Rec on the fused spectral-filter op.
 
     Args:
@@ -55,9 +55,7 @@ class FMLPRec(DotProductHead, SequentialRecommender):
         self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)
-        self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(hidden_dropout)
+        self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps)
         self.blocks = nn.ModuleList(
             FilterBlock(max_seq_length, hidden_size, inner_size, hidden_dropout, layer_norm_eps, filter_backend)
             for _ in range(n_layers)
@@ -67,8 +65,7 @@ class FMLPRec(DotProductHead, SequentialRecommender):
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         if item_seq.dim() != 2 or item_seq.shape[1] != self.max_seq_length:
             raise ValueError(f"FMLPRec: item_seq must be (B, {self.max_seq_length}), got {tuple(item_seq.shape)}")
-        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-        hidden = self.dropout(self.LayerNorm(self.item_embedding(item_seq) + self.position_embedding(positions)))
+        hidden = self.add_positions(self.item_embedding(item_seq))
         for block in self.blocks:
             hidden = block(hidden)
         return gather_last(hidden, item_seq_len)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TransformerEncoder", "causal_padding_mask", "gather_last", "init_recbole_weights"]
+__all__ = ["PositionalInput", "TransformerEncoder", "causal_padding_mask", "gather_last", "init_recbole_weights"]
 
 #: RecBole's additive value for masked attention scores
 MASK_VALUE = -10000.0
@@ -47,6 +47,25 @@ def init_recbole_weights(module: nn.Module, std: float = 0.02) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+class PositionalInput:
+    """Mixin for an ``nn.Module``: the input stage ``dropout(LayerNorm(x + position_embedding))``.
+
+    The submodules keep RecBole's names (``position_embedding``, ``LayerNorm``, ``dropout``), so state
+    dicts of RecBole models load unchanged.
+    """
+
+    def init_positional_input(self, max_seq_length: int, hidden_size: int, hidden_dropout: float,
+                              eps: float) -> None:
+        self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(hidden_dropout)
+
+    def add_positions(self, emb: torch.Tensor) -> torch.Tensor:
+        """``(B, L, d)`` per-position inputs with positions added, normalised and dropped out."""
+        positions = torch.arange(emb.shape[1], device=emb.device)
+        return self.dropout(self.LayerNorm(emb + self.position_embedding(positions)))
 
 
 class MultiHeadAttention(nn.Module):

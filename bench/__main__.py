@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.catalog import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
-from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms
+from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms, winners
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -37,7 +37,10 @@ def _commit() -> str:
 def _header(device: str) -> dict:
     import triton
 
+    from tedrec_fast.cuda.loaders import loaders_report
+
     return {
+        "cuda_loaders": {row["name"]: row["reason"] or "available" for row in loaders_report()},
         "device": torch.cuda.get_device_name(device),
         "date": dt.date.today().isoformat(),
         "commit": _commit(),
@@ -57,6 +60,9 @@ def measure(cases: list[Case], device: str = "cuda") -> dict:
             if key not in ref_cache:
                 ref_cache[key] = time_ms(make_step(case, backend="torch", device=device), device)
             ms = time_ms(make_step(case, device=device), device)
+        except ValueError as exc:  # the backend cannot run here (e.g. no loader of the CUDA kernels)
+            print(f"{case.id}: skipped: {exc}", file=sys.stderr)
+            continue
         except torch.OutOfMemoryError:
             print(f"{case.id}: out of memory, skipped", file=sys.stderr)
             torch.cuda.empty_cache()
@@ -71,7 +77,7 @@ def measure(cases: list[Case], device: str = "cuda") -> dict:
         })
         print(json.dumps(records[-1]), flush=True)
         torch.cuda.empty_cache()
-    return {**_header(device), "copy_gbps": round(ceiling, 1), "records": records}
+    return {**_header(device), "copy_gbps": round(ceiling, 1), "records": records, "winners": winners(records)}
 
 
 def measure_catalog(sizes: tuple[int, ...] = CATALOG_SIZES, device: str = "cuda") -> dict:

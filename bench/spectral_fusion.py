@@ -17,7 +17,7 @@ import torch
 from tedrec_fast.ops.spectral_fusion import spectral_fusion, spectral_fusion_reference
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 
-__all__ = ["Case", "GPU_CASES", "CPU_CASES", "floor_bytes", "make_step", "time_ms"]
+__all__ = ["Case", "GPU_CASES", "CPU_CASES", "FUSED_BACKENDS", "floor_bytes", "make_step", "time_ms", "winners"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DIRECTIONS = ("fwd", "fwd+bwd")
@@ -25,7 +25,7 @@ DIRECTIONS = ("fwd", "fwd+bwd")
 
 @dataclass(frozen=True)
 class Case:
-    backend: str  # "triton", "torch.compile" or "torch" (the eager reference itself)
+    backend: str  # "triton", "cuda", "torch.compile" or "torch" (the eager reference itself)
     direction: str
     dtype: str
     B: int
@@ -37,11 +37,14 @@ class Case:
         return f"{self.backend}-{self.direction}-{self.dtype}-B{self.B}-n{self.n}-d{self.d}"
 
 
-#: the issue's grid: every shape and dtype for the fused backend, torch.compile at TedRec's n and d
+#: the fused backends, each timed on the whole grid
+FUSED_BACKENDS = ("triton", "cuda")
+
+#: the issue's grid: every shape and dtype for each fused backend, torch.compile at TedRec's n and d
 GPU_CASES = [
-    Case("triton", direction, dtype, B, n, d)
-    for direction, dtype, B, n, d in itertools.product(
-        DIRECTIONS, DTYPES, (256, 2048, 8192), (50, 100, 200), (64, 300, 512)
+    Case(backend, direction, dtype, B, n, d)
+    for backend, direction, dtype, B, n, d in itertools.product(
+        FUSED_BACKENDS, DIRECTIONS, DTYPES, (256, 2048, 8192), (50, 100, 200), (64, 300, 512)
     )
 ] + [
     Case("torch.compile", direction, dtype, B, 50, 300)
@@ -50,6 +53,23 @@ GPU_CASES = [
 
 #: reference sizes a CPU runs in seconds
 CPU_CASES = [Case("torch", direction, "float32", 64, 50, 64) for direction in DIRECTIONS]
+
+
+def winners(records: list[dict]) -> list[dict]:
+    """For each measured (direction, dtype, B, n, d): the fastest fused backend and its lead over the runner-up."""
+    by_shape: dict[tuple, dict[str, float]] = {}
+    for r in records:
+        if r.get("op") == "spectral_fusion" and r["backend"] in FUSED_BACKENDS:
+            by_shape.setdefault((r["direction"], r["dtype"], r["B"], r["n"], r["d"]), {})[r["backend"]] = r["ms"]
+    table = []
+    for (direction, dtype, B, n, d), times in sorted(by_shape.items()):
+        ranked = sorted(times.items(), key=lambda kv: kv[1])
+        row = {"direction": direction, "dtype": dtype, "B": B, "n": n, "d": d, "winner": ranked[0][0],
+               "ms": ranked[0][1]}
+        if len(ranked) > 1:
+            row["lead"] = round(ranked[1][1] / ranked[0][1], 3)  # runner-up time / winner time
+        table.append(row)
+    return table
 
 
 def floor_bytes(case: Case) -> int:

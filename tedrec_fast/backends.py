@@ -16,14 +16,17 @@ _OPS = {
 
 
 def backends() -> dict[str, list[dict[str, object]]]:
-    """``{op: [{"name", "available", "reason"}, ...]}`` in ``auto`` priority order.
+    """``{op: [{"name", "available", "reason", "detail"}, ...]}`` in ``auto`` priority order.
 
-    ``reason`` says why a backend is unavailable on this machine (``None`` when it is available).
+    ``reason`` says why a backend is unavailable on this machine (``None`` when it is available);
+    ``detail`` adds what matters when it is (the CUDA backend's active loader: extension or nvrtc).
+    :func:`tedrec_fast.cuda.loaders.loaders_report` lists every loader of the CUDA kernels.
     """
-    return {
-        op: [
-            {"name": b.name, "available": b.unavailable() is None, "reason": b.unavailable()}
-            for b in entries
-        ]
-        for op, entries in _OPS.items()
-    }
+    report = {}
+    for op, entries in _OPS.items():
+        rows = []
+        for b in entries:
+            reason = b.unavailable()
+            rows.append({"name": b.name, "available": reason is None, "reason": reason, "detail": b.detail()})
+        report[op] = rows
+    return report

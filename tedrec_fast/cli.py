@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("prepare", help="prepare a dataset (tedrec-fast prepare --help)", add_help=False)
     sub.add_parser("bench", help="GPU benchmark tables from a source checkout (tedrec-fast bench --help)",
                    add_help=False)
+    sub.add_parser("backends", help="every backend of every op, and the loaders of the CUDA kernels, on this "
+                                    "machine: which run here and why the others don't")
     encode = sub.add_parser("encode", help="encode a dataset's item texts into the cache")
     _add_common(encode)
     train = sub.add_parser("train", help="train a model (no arguments: TedRec on ml-100k)")
@@ -128,6 +130,21 @@ def _bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def _print_backends() -> None:
+    from tedrec_fast.backends import backends
+    from tedrec_fast.cuda.loaders import loaders_report
+
+    for op, rows in backends().items():
+        print(op)
+        for row in rows:
+            state = "available" + (f" ({row['detail']})" if row["detail"] else "") if row["available"] else "no"
+            print(f"  {row['name']:<14} {state}" + ("" if row["available"] else f": {row['reason']}"))
+    print("loaders of the CUDA C++ kernels (backend 'cuda')")
+    for row in loaders_report():
+        state = "available" if row["available"] else f"no: {row['reason']}"
+        print(f"  {row['name']:<14} {row['device_type']} tensors, {state}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tedrec-fast`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -136,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "backends":
+        _print_backends()
+        return 0
     from tedrec_fast.config import load_config
     from tedrec_fast.train import run
 

@@ -2,7 +2,7 @@
 
 ``TRITON_INTERPRET`` must be set before any kernel module is imported (``triton.jit`` reads it when a
 kernel is defined), so it is set here, in the first file pytest loads. With a GPU the same kernel tests
-run on the device.
+run on the device. Likewise the CUDA C++ kernels run on the CPU emulator without a GPU.
 """
 
 import os
@@ -12,6 +12,8 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    # the CUDA C++ kernels run on CPU tensors through their emulator (tedrec_fast.cuda.emulator)
+    os.environ.setdefault("TEDREC_FAST_CUDA_EMULATE", "1")
 
 #: where kernel tests run: the GPU when there is one, else CPU tensors under the interpreter
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

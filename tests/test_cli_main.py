@@ -112,3 +112,11 @@ def test_config_errors(tmp_path):
     with pytest.raises(TypeError, match="dataset"):
         RunConfig(dataset=3)
     assert load_config(overrides={"epochs": 5}).train.epochs == 5
+
+
+def test_backends_lists_every_op_backend_and_loader(capsys):
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    for line in ("spectral_fusion", "full_catalog_cross_entropy", "  cuda ", "  torch          available",
+                 "loaders of the CUDA C++ kernels", "  extension ", "  nvrtc ", "  emulator "):
+        assert line in out

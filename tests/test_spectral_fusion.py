@@ -17,6 +17,7 @@ from tedrec_fast import spectral_fusion
 from tedrec_fast.kernels import spectral_fusion as kernels
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference, spectral_fusion_reference
+from tests.spectral_fusion_cases import assert_close_scaled, non_contiguous_copies, reference_with_grads
 from tests.tolerances import BACKWARD, FORWARD
 
 NS = (1, 2, 3, 7, 50, 64, 100)
@@ -62,29 +63,16 @@ def test_reference_filter_ignores_dc_and_nyquist_imaginary_parts() -> None:
 # --------------------------------------------------------------------------------------------
 # Triton kernels against the reference
 # --------------------------------------------------------------------------------------------
-def _reference_with_grads(inputs: tuple[torch.Tensor, ...], grad: torch.Tensor):
-    """Reference output and gradients in float64 from the (already rounded) inputs."""
-    leaves = [x.detach().double().cpu().requires_grad_() for x in inputs]
-    out = spectral_fusion_reference(*leaves)
-    grads = torch.autograd.grad(out, leaves, grad.double().cpu(), allow_unused=True)
-    return out.detach(), grads
-
-
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: tuple[float, float], what: str) -> None:
-    atol, rtol = tol
-    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
-    torch.testing.assert_close(actual.double().cpu(), expected, atol=atol * scale, rtol=rtol,
-                               msg=lambda m: f"{what}: {m}")
 
 
 def _check_forward_and_backward(B: int, n: int, d: int, dtype: torch.dtype, device: str, seed: int = 0) -> None:
     inputs = random_inputs(B, n, d, dtype, device, seed=seed)
     grad = torch.randn(B, n, d, dtype=torch.float64).to(dtype=dtype, device=device)
-    expected, expected_grads = _reference_with_grads(inputs, grad)
+    expected, expected_grads = reference_with_grads(inputs, grad)
 
     out = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)  # poisoned
     kernels.spectral_fusion_forward(*inputs, out=out)
-    _assert_close(out, expected, FORWARD[dtype], "V")
+    assert_close_scaled(out, expected, FORWARD[dtype], "V")
 
     d_item = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)
     d_text = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)
@@ -94,7 +82,7 @@ def _check_forward_and_backward(B: int, n: int, d: int, dtype: torch.dtype, devi
              "d_fusion_gate_weight", "d_fusion_gate_bias")
     for name, got, want, x in zip(names, grads, expected_grads, inputs):
         assert got.shape == x.shape and got.dtype == x.dtype, name
-        _assert_close(got, want, BACKWARD[dtype], name)
+        assert_close_scaled(got, want, BACKWARD[dtype], name)
 
 
 @pytest.mark.parametrize(("n", "d", "B"), list(itertools.product(NS, DS, BS)))
@@ -128,22 +116,12 @@ def test_triton_gradcheck_float64(B: int, n: int, d: int, device: str) -> None:
 
 def test_triton_non_contiguous_inputs(device: str) -> None:
     B, n, d = 3, 7, 19
-    E, T, cw, gi_w, gi_b, gf_w, gf_b = random_inputs(B, n, d, torch.float32, device)
-    E_nc = torch.randn(n, B, d + 3, device=device).transpose(0, 1)[:, :, 1 : d + 1]
-    E_nc.copy_(E)
-    T_nc = torch.randn(B, d, n, device=device).transpose(1, 2)
-    T_nc.copy_(T)
-    cw_nc = torch.randn(1, d, n // 2 + 1, 2, device=device).transpose(1, 2)
-    cw_nc.copy_(cw)
-    gi_nc = torch.randn(d, 2, device=device)[:, 0].reshape(1, d)
-    gi_nc.copy_(gi_w)
-    assert not (E_nc.is_contiguous() or T_nc.is_contiguous() or cw_nc.is_contiguous() or gi_nc.is_contiguous())
-    args = (E_nc, T_nc, cw_nc, gi_nc, gi_b, gf_w, gf_b)
-    torch.testing.assert_close(kernels.spectral_fusion_forward(*args),
-                               kernels.spectral_fusion_forward(E, T, cw, gi_w, gi_b, gf_w, gf_b))
+    plain = random_inputs(B, n, d, torch.float32, device)
+    args = non_contiguous_copies(plain, device)
+    torch.testing.assert_close(kernels.spectral_fusion_forward(*args), kernels.spectral_fusion_forward(*plain))
     grad = torch.randn(B, d, n, device=device).transpose(1, 2)
     for got, want in zip(kernels.spectral_fusion_backward(grad, *args),
-                         kernels.spectral_fusion_backward(grad.contiguous(), E, T, cw, gi_w, gi_b, gf_w, gf_b)):
+                         kernels.spectral_fusion_backward(grad.contiguous(), *plain)):
         torch.testing.assert_close(got, want)
 
 

@@ -138,9 +138,10 @@ def test_auto_uses_the_reference_on_cpu() -> None:
 
 def test_backends_lists_every_backend_with_a_reason() -> None:
     table = tedrec_fast.backends()["spectral_fusion"]
-    assert [b["name"] for b in table] == ["triton", "torch"]
+    assert [b["name"] for b in table] == ["triton", "cuda", "torch"]
     for b in table:
         assert b["available"] == (b["reason"] is None)
+        assert b["reason"] is None or b["reason"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,14 +158,16 @@ def test_autocast_casts_inputs(backend: str, device: str) -> None:
     torch.testing.assert_close(out.double(), expected, atol=atol * 4, rtol=rtol)
 
 
-def test_custom_ops_pass_opcheck(device: str) -> None:
-    """Fake (meta) implementations, schemas and autograd registration agree with the real kernels."""
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_custom_ops_pass_opcheck(backend: str, device: str) -> None:
+    """Fake (meta) implementations, schemas and autograd registration agree with the real kernels of
+    both fused backends (the CUDA C++ kernels on the CPU emulator without a GPU)."""
     from tedrec_fast.ops.spectral_fusion.op import _spectral_fusion_backward_op, _spectral_fusion_op
 
     inputs = random_inputs(2, 5, 3, torch.float32, device, requires_grad=True)
-    torch.library.opcheck(_spectral_fusion_op, inputs)
+    torch.library.opcheck(_spectral_fusion_op, (*inputs, backend))
     grad = torch.randn(2, 5, 3, device=device)
-    torch.library.opcheck(_spectral_fusion_backward_op, (grad, *(x.detach() for x in inputs)))
+    torch.library.opcheck(_spectral_fusion_backward_op, (grad, *(x.detach() for x in inputs), backend))
 
 
 class _TinyModel(nn.Module):

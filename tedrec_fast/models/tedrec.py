@@ -35,7 +35,7 @@ class TedRec(SASRecBackbone):
         hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout: SASRec part.
         n_experts, adaptor_dropout: MoE modulation (dropout on the experts' input).
         temperature: softmax temperature of the training loss.
-        fusion_backend: backend of the fused op (``"auto"``, ``"triton"``, ``"torch"``); used only with all
+        fusion_backend: backend of the fused op (``"auto"``, ``"triton"``, ``"cuda"``, ``"torch"``); used only with all
             of ``use_gates``, ``use_item_filter``, ``use_spectral_fusion`` on.
         use_moe_modulation: False = "w/o MM": one position-independent table per expert (UniSRec's
             MoE parametric whitening) instead of per-position modulation tables.

@@ -42,7 +42,7 @@ class FusedSpectralFusion(nn.Module):
     Args:
         max_seq_length: the sequence length ``n`` the filter is built for.
         hidden_size: the embedding size ``d``.
-        backend: ``"auto"``, ``"triton"`` or ``"torch"`` (see :func:`tedrec_fast.spectral_fusion`).
+        backend: ``"auto"``, ``"triton"``, ``"cuda"`` or ``"torch"`` (see :func:`tedrec_fast.spectral_fusion`).
 
     ``forward(item_emb, text_emb)`` takes two ``(B, n, d)`` tensors and returns ``(B, n, d)``.
     """

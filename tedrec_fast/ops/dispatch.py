@@ -13,7 +13,18 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Backend", "TorchBackend", "TritonBackend", "Problem", "choose_backend", "triton_unavailable_reason"]
+from tedrec_fast.cuda.loaders import loader_for
+
+__all__ = [
+    "Backend",
+    "TorchBackend",
+    "KernelBackend",
+    "TritonBackend",
+    "CudaBackend",
+    "Problem",
+    "choose_backend",
+    "triton_unavailable_reason",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,10 @@ class Backend:
         """Why ``backend="auto"`` does not pick this backend for ``problem``."""
         return self.why_not(problem)
 
+    def detail(self) -> str | None:
+        """Extra facts for :func:`tedrec_fast.backends` (e.g. which loader is active), or ``None``."""
+        return None
+
 
 def triton_unavailable_reason() -> str | None:
     """Why Triton kernels cannot run here: missing package, or no GPU and no interpreter."""
@@ -65,17 +80,28 @@ class TorchBackend(Backend):
     name = "torch"
 
 
-class TritonBackend(Backend):
-    """Fused Triton kernels: CUDA devices, or CPU tensors under ``TRITON_INTERPRET=1`` (never picked by auto).
-
-    ``limits`` maps a problem size name to its largest supported value.
-    """
-
-    name = "triton"
+class KernelBackend(Backend):
+    """Fused kernels with a set of supported dtypes and size ``limits`` (problem size name -> largest value)."""
 
     def __init__(self, dtypes: tuple[torch.dtype, ...], limits: dict[str, int]) -> None:
         self.dtypes = dtypes
         self.limits = limits
+
+    def dtype_and_size_why_not(self, problem: Problem) -> str | None:
+        """Why ``problem``'s dtype or sizes are outside this backend's support, or ``None``."""
+        if problem.dtype not in self.dtypes:
+            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
+            return f"dtype {problem.dtype} is not supported ({names})"
+        for size, limit in self.limits.items():
+            if problem.size(size) > limit:
+                return f"{size}={problem.size(size)} exceeds {limit}"
+        return None
+
+
+class TritonBackend(KernelBackend):
+    """Fused Triton kernels: CUDA devices, or CPU tensors under ``TRITON_INTERPRET=1`` (never picked by auto)."""
+
+    name = "triton"
 
     def unavailable(self) -> str | None:
         return triton_unavailable_reason()
@@ -88,18 +114,44 @@ class TritonBackend(Backend):
             return f"device {problem.device.type} is not supported (CUDA, or CPU under the interpreter)"
         if problem.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
             return "CPU tensors need TRITON_INTERPRET=1 (the Triton interpreter)"
-        if problem.dtype not in self.dtypes:
-            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
-            return f"dtype {problem.dtype} is not supported ({names})"
-        for size, limit in self.limits.items():
-            if problem.size(size) > limit:
-                return f"{size}={problem.size(size)} exceeds {limit}"
-        return None
+        return self.dtype_and_size_why_not(problem)
 
     def auto_why_not(self, problem: Problem) -> str | None:
         if problem.device.type != "cuda":
             return "auto does not pick the Triton interpreter for CPU tensors (it is for tests)"
         return self.why_not(problem)
+
+
+class CudaBackend(KernelBackend):
+    """The CUDA C++ kernels of ``csrc/``: CUDA tensors through the extension ``tedrec_fast._C`` or NVRTC,
+    CPU tensors through the emulator under ``TEDREC_FAST_CUDA_EMULATE=1`` (never picked by auto)."""
+
+    name = "cuda"
+
+    def unavailable(self) -> str | None:
+        reasons = []
+        for device_type in ("cuda", "cpu"):
+            loader = loader_for(torch.device(device_type))
+            if not isinstance(loader, str):
+                return None
+            reasons.append(loader)
+        return "; ".join(reasons)
+
+    def why_not(self, problem: Problem) -> str | None:
+        loader = loader_for(problem.device)
+        if isinstance(loader, str):
+            return loader
+        return self.dtype_and_size_why_not(problem)
+
+    def auto_why_not(self, problem: Problem) -> str | None:
+        if problem.device.type != "cuda":
+            return "auto does not pick the CPU emulator of the CUDA kernels (it is for tests)"
+        return self.why_not(problem)
+
+    def detail(self) -> str | None:
+        """Which loader runs CUDA tensors here."""
+        loader = loader_for(torch.device("cuda"))
+        return None if isinstance(loader, str) else f"loader: {loader.name}"
 
 
 def choose_backend(backends: Sequence[Backend], requested: str, problem: Problem, *, op: str) -> Backend:

@@ -5,18 +5,31 @@ backend and runs it:
 
 * ``"torch"``: :func:`~tedrec_fast.ops.spectral_fusion.reference.spectral_fusion_reference` with
   PyTorch's own autograd: the spec, and the CPU path.
-* ``"triton"``: the fused kernels in :mod:`tedrec_fast.kernels.spectral_fusion`, registered as the
-  custom op ``tedrec_fast::spectral_fusion`` with a fake (meta) implementation and a registered
-  backward, so ``torch.compile(fullgraph=True)`` traces it without a graph break. On CPU tensors it
+* ``"triton"``: the fused kernels in :mod:`tedrec_fast.kernels.spectral_fusion`. On CPU tensors it
   runs under the Triton interpreter when ``TRITON_INTERPRET=1``.
+* ``"cuda"``: the CUDA C++ kernels of ``csrc/spectral_fusion.cu`` (host side:
+  :mod:`tedrec_fast.ops.spectral_fusion.cuda`), through the extension ``tedrec_fast._C`` or NVRTC;
+  on CPU tensors through the emulator when ``TEDREC_FAST_CUDA_EMULATE=1`` (tests).
+
+Both fused backends run as the custom op ``tedrec_fast::spectral_fusion`` (the backend's name is an
+argument) with a fake (meta) implementation and a registered backward, so
+``torch.compile(fullgraph=True)`` traces it without a graph break.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from tedrec_fast.cuda.loaders import require_loader
 from tedrec_fast.ops.checks import autocast_inputs, check_float_tensors, check_sequence_filter
-from tedrec_fast.ops.dispatch import Backend, Problem, TorchBackend, TritonBackend, choose_backend
+from tedrec_fast.ops.dispatch import Backend, CudaBackend, Problem, TorchBackend, TritonBackend, choose_backend
+from tedrec_fast.ops.spectral_fusion.cuda import (
+    CUDA_DTYPES,
+    spectral_fusion_backward_cuda,
+    spectral_fusion_forward_cuda,
+)
 from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
 
 __all__ = ["spectral_fusion", "BACKENDS", "MAX_N", "MAX_D", "check_spectral_fusion_args"]
@@ -58,12 +71,33 @@ def check_spectral_fusion_args(*tensors: object) -> None:
 # --------------------------------------------------------------------------------------------
 # Backends
 # --------------------------------------------------------------------------------------------
-#: priority order for ``backend="auto"``
-BACKENDS: tuple[Backend, ...] = (TritonBackend(KERNEL_DTYPES, {"n": MAX_N, "d": MAX_D}), TorchBackend())
+#: priority order for ``backend="auto"``: Triton wherever it runs (the CUDA C++ backend is picked by
+#: auto only where Triton cannot run; see bench/NOTES.md for the measurements this rule waits on)
+BACKENDS: tuple[Backend, ...] = (
+    TritonBackend(KERNEL_DTYPES, {"n": MAX_N, "d": MAX_D}),
+    CudaBackend(CUDA_DTYPES, {"n": MAX_N, "d": MAX_D}),
+    TorchBackend(),
+)
+
+
+def _forward_impl(backend: str, device: torch.device):
+    if backend == "triton":
+        from tedrec_fast.kernels.spectral_fusion import spectral_fusion_forward
+
+        return spectral_fusion_forward
+    return functools.partial(spectral_fusion_forward_cuda, require_loader(device))
+
+
+def _backward_impl(backend: str, device: torch.device):
+    if backend == "triton":
+        from tedrec_fast.kernels.spectral_fusion import spectral_fusion_backward
+
+        return spectral_fusion_backward
+    return functools.partial(spectral_fusion_backward_cuda, require_loader(device))
 
 
 # --------------------------------------------------------------------------------------------
-# Custom op (the fused backends)
+# Custom op (the fused backends: ``backend`` is "triton" or "cuda")
 # --------------------------------------------------------------------------------------------
 @torch.library.custom_op("tedrec_fast::spectral_fusion", mutates_args=())
 def _spectral_fusion_op(
@@ -74,16 +108,16 @@ def _spectral_fusion_op(
     item_gate_bias: torch.Tensor,
     fusion_gate_weight: torch.Tensor,
     fusion_gate_bias: torch.Tensor,
+    backend: str,
 ) -> torch.Tensor:
-    from tedrec_fast.kernels.spectral_fusion import spectral_fusion_forward
-
-    return spectral_fusion_forward(
+    return _forward_impl(backend, item_emb.device)(
         item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias
     )
 
 
 @_spectral_fusion_op.register_fake
-def _(item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias):
+def _(item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias,
+      backend):
     return item_emb.new_empty(item_emb.shape)
 
 
@@ -97,11 +131,10 @@ def _spectral_fusion_backward_op(
     item_gate_bias: torch.Tensor,
     fusion_gate_weight: torch.Tensor,
     fusion_gate_bias: torch.Tensor,
+    backend: str,
 ) -> list[torch.Tensor]:
-    from tedrec_fast.kernels.spectral_fusion import spectral_fusion_backward
-
     return list(
-        spectral_fusion_backward(
+        _backward_impl(backend, item_emb.device)(
             grad_out, item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias,
             fusion_gate_weight, fusion_gate_bias,
         )
@@ -110,17 +143,18 @@ def _spectral_fusion_backward_op(
 
 @_spectral_fusion_backward_op.register_fake
 def _(grad_out, item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias, fusion_gate_weight,
-      fusion_gate_bias):
+      fusion_gate_bias, backend):
     return [x.new_empty(x.shape) for x in (item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias,
                                            fusion_gate_weight, fusion_gate_bias)]
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
+    ctx.save_for_backward(*inputs[:-1])
+    ctx.backend = inputs[-1]
 
 
 def _backward(ctx, grad_out):
-    return tuple(_spectral_fusion_backward_op(grad_out, *ctx.saved_tensors))
+    return (*_spectral_fusion_backward_op(grad_out, *ctx.saved_tensors, ctx.backend), None)
 
 
 _spectral_fusion_op.register_autograd(_backward, setup_context=_setup_context)
@@ -150,7 +184,8 @@ def spectral_fusion(
         complex_weight: the learned filter, ``(1, n // 2 + 1, d, 2)`` (real, imaginary).
         item_gate_weight, item_gate_bias: ``nn.Linear(d, 1)`` weight ``(1, d)`` and bias ``(1,)``.
         fusion_gate_weight, fusion_gate_bias: the same for the fusion gate.
-        backend: ``"auto"`` (Triton on CUDA, the torch reference elsewhere), ``"triton"`` or ``"torch"``.
+        backend: ``"auto"`` (Triton on CUDA, the torch reference elsewhere), ``"triton"``, ``"cuda"`` (the
+            CUDA C++ kernels: fp32, bf16, fp16; exact fp32 arithmetic, deterministic) or ``"torch"``.
 
     Returns:
         ``V``, ``(B, n, d)``, contiguous, in the inputs' dtype (the autocast dtype under autocast).
@@ -175,4 +210,4 @@ def spectral_fusion(
     if chosen.name == "torch":
         return spectral_fusion_reference(*tensors)
     with torch.autocast(tensors[0].device.type, enabled=False):
-        return _spectral_fusion_op(*tensors)
+        return _spectral_fusion_op(*tensors, chosen.name)

@@ -1,4 +1,4 @@
-"""Full-catalog cross-entropy in Triton: online log-sum-exp forward, recomputing backward.
+"""Full-catalog cross-entropy in Triton: item-split online log-sum-exp forward, one recomputing backward.
 
 The op (DESIGN.md sections 1 and 3) for queries ``q_i`` (``B x d``) and an item table ``c_j``
 (``|V| x d``)::
@@ -10,25 +10,31 @@ where the wrappers receive the per-row scales from the caller: with L2 normalisa
 and ``cs_j = 1``. The scales are folded into the logits tile, so no normalised copy of the table and no
 ``B x |V|`` tensor is ever written.
 
-Kernels (tiles ``BLOCK_B`` queries x ``BLOCK_V`` items, the hidden size walked in ``BLOCK_K`` chunks):
+Kernels (tiles ``BLOCK_B`` queries x ``BLOCK_V`` items, the hidden size walked in ``BLOCK_K`` chunks; the
+item dimension is cut into contiguous ranges of whole item tiles, "splits" forward and "chunks" backward):
 
-* forward: one program per query tile loops over all item tiles with an online log-sum-exp, picks the
-  target logit out of its tile, and writes ``loss_i`` and ``lse_i`` (fp32; fp64 for fp64 inputs).
-* backward, queries: one program per query tile loops over all item tiles, recomputes the tile's
-  probabilities ``p = exp(s - lse)`` and ``G = w_i (p - onehot)`` (``w_i``: the incoming per-row
-  gradient, 0 for ignored rows) and accumulates ``U_i = sum_j G_ij cs_j c_j``.
-* backward, items: one program per item tile loops over all query tiles (the same recompute,
-  transposed) and accumulates ``W_j = sum_i G_ij qs_i q_i``.
+* forward, grid ``(query tiles, splits)``: each program runs an online log-sum-exp over its split's item
+  tiles and writes the partials ``(max, sumexp)`` of its rows (``(splits, B)`` each), plus the target
+  logit of the rows whose target falls in its range. Programs are numbered query tile first, so the
+  programs of one split run together and read its item tiles from HBM about once.
+* forward, combine: one program per query tile folds the partials in split order into ``lse_i`` and
+  ``loss_i`` (fp32; fp64 for fp64 inputs). A kernel rather than torch reductions: one launch writing into
+  the caller's buffers, with the summation order fixed by the loop.
+* backward, grid ``(chunks,)``: each program owns its chunk's items. For ``GROUP_V`` item tiles at a time
+  it loops over all query tiles, recomputes the tile's probabilities ``p = exp(s - lse)`` and
+  ``G = w_i (p - onehot)`` (``w_i``: the incoming per-row gradient, 0 for ignored rows), and accumulates
+  ``W_j = sum_i G_ij qs_i q_i`` for its items and its chunk's partial ``U_i = sum_j G_ij cs_j c_j`` for
+  every query. Three products per tile pair: the recompute, ``U``, ``W``; four with the forward's.
+* backward, queries: one program per query tile sums the ``U`` partials in chunk order.
 
-Each backward program owns its rows of the fp32 accumulator (``B x d`` or ``|V| x d``), so there are no
-atomics and the backward is deterministic. The accumulator rows live in memory (read-modify-write per
-tile, L2-resident) rather than registers, so any hidden size works with one configuration. After its
-loop the program applies the normalisation's Jacobian in an epilogue::
+Every program writes only rows it owns (its split's partials, its chunk's ``U`` partial and items'
+``W``) and every reduction runs in a fixed order, so there are no atomics and results are bitwise
+reproducible. The accumulators live in memory (fp32 scratch, read-modify-write per tile, the first tile
+writing fresh) rather than registers, so any hidden size works with one configuration; a program keeps
+the ``W`` rows of ``GROUP_V`` item tiles and sweeps its ``U`` partial once per group (see
+bench/NOTES.md). After the accumulation, an epilogue applies the normalisation's Jacobian::
 
     dx = scale * (acc - x * <acc, x> * pi)        pi = 1 / |x|^2 if normalising and |x| > eps, else 0
-
-For fp32/fp64 inputs the accumulator is the gradient buffer itself (updated in place); 16-bit inputs
-use an fp32 scratch buffer.
 
 Precision: 16-bit inputs are upcast to fp32 on load (the interpreter computes 16-bit ``tl.dot``
 wrongly, and TF32 represents bf16/fp16 operands exactly); fp32 products use the ``input_precision``
@@ -75,77 +81,42 @@ def _dot_tile(a_ptr, b_ptr, ra, rb, na, nb, d, sa_r, sa_d, sb_r, sb_d,
 
 
 @triton.jit
-def _accumulate_rows(acc_ptr, ra, na, g, src_ptr, rs, ns, d, s_acc, ss_r, ss_d,
+def _accumulate_rows(acc_ptr, acc_rows, rows_ok, accumulate, g, src_ptr, rs, ns, d, s_acc, ss_r, ss_d,
                      BLOCK_K: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
-    """``acc[ra] += g @ src[rs]`` chunk by chunk over the hidden size (``acc`` rows are contiguous)."""
+    """``acc[acc_rows] = g @ src[rs]``, plus the old value if ``accumulate``, chunk by chunk over the hidden
+    size; rows where ``rows_ok`` is false are left alone (``acc`` rows are contiguous)."""
     for k0 in range(0, d, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         src = tl.load(src_ptr + rs[:, None] * ss_r + ks[None, :] * ss_d,
                       mask=(rs[:, None] < ns) & (ks[None, :] < d), other=0.0).to(ACC)
-        ptrs = acc_ptr + ra[:, None] * s_acc + ks[None, :]
-        mask = (ra[:, None] < na) & (ks[None, :] < d)
-        total = tl.load(ptrs, mask=mask, other=0.0) + tl.dot(g, src, input_precision=PRECISION, out_dtype=ACC)
+        ptrs = acc_ptr + acc_rows[:, None] * s_acc + ks[None, :]
+        mask = rows_ok[:, None] & (ks[None, :] < d)
+        total = tl.load(ptrs, mask=mask & accumulate, other=0.0) + tl.dot(g, src, input_precision=PRECISION,
+                                                                           out_dtype=ACC)
         tl.store(ptrs, total, mask=mask)
 
 
 @triton.jit
-def _normalize_backward_rows(acc_ptr, x_ptr, out_ptr, ra, na, scale, pi, d, s_acc, sx_r, sx_d, so_r, so_d,
-                             BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr):
-    """``out[ra] = scale * (acc - x * <acc, x> * pi)``: the normalisation's Jacobian, row-wise.
-
-    ``out`` may alias ``acc``: each element is read and written by the same thread in the second pass.
-    """
-    row_ok = ra[:, None] < na
+def _normalize_backward_rows(acc_ptr, acc_rows, x_ptr, out_ptr, rows, rows_ok, scale, pi, d, s_acc,
+                             sx_r, sx_d, so_r, so_d, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+                             ACC: tl.constexpr):
+    """``out[rows] = scale * (acc[acc_rows] - x[rows] * <acc, x> * pi)``: the normalisation's Jacobian,
+    row-wise (``acc`` rows are contiguous)."""
     dot = tl.zeros((BLOCK_R,), ACC)
     for k0 in range(0, d, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
-        mask = row_ok & (ks[None, :] < d)
-        acc = tl.load(acc_ptr + ra[:, None] * s_acc + ks[None, :], mask=mask, other=0.0)
-        x = tl.load(x_ptr + ra[:, None] * sx_r + ks[None, :] * sx_d, mask=mask, other=0.0).to(ACC)
+        mask = rows_ok[:, None] & (ks[None, :] < d)
+        acc = tl.load(acc_ptr + acc_rows[:, None] * s_acc + ks[None, :], mask=mask, other=0.0)
+        x = tl.load(x_ptr + rows[:, None] * sx_r + ks[None, :] * sx_d, mask=mask, other=0.0).to(ACC)
         dot += tl.sum(acc * x, axis=1)
-    tl.debug_barrier()
     coef = dot * pi
     for k0 in range(0, d, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
-        mask = row_ok & (ks[None, :] < d)
-        acc = tl.load(acc_ptr + ra[:, None] * s_acc + ks[None, :], mask=mask, other=0.0)
-        x = tl.load(x_ptr + ra[:, None] * sx_r + ks[None, :] * sx_d, mask=mask, other=0.0).to(ACC)
+        mask = rows_ok[:, None] & (ks[None, :] < d)
+        acc = tl.load(acc_ptr + acc_rows[:, None] * s_acc + ks[None, :], mask=mask, other=0.0)
+        x = tl.load(x_ptr + rows[:, None] * sx_r + ks[None, :] * sx_d, mask=mask, other=0.0).to(ACC)
         grad = scale[:, None] * (acc - x * coef[:, None])
-        tl.store(out_ptr + ra[:, None] * so_r + ks[None, :] * so_d, grad.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-# --------------------------------------------------------------------------------------------
-# Kernels
-# --------------------------------------------------------------------------------------------
-@triton.jit(do_not_specialize=["B", "V", "d", "ignore_index"])
-def _fce_fwd_kernel(
-    q_ptr, c_ptr, t_ptr, qs_ptr, cs_ptr, loss_ptr, lse_ptr,
-    B, V, d, ignore_index,
-    sq_b, sq_d, sc_v, sc_d, st_b,
-    BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
-    ACC: tl.constexpr, PRECISION: tl.constexpr,
-):
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_ok = rows < B
-    tgt = tl.load(t_ptr + rows * st_b, mask=row_ok, other=ignore_index)
-    qs = tl.load(qs_ptr + rows, mask=row_ok, other=0.0)
-    run_max = tl.full((BLOCK_B,), float("-inf"), ACC)
-    run_sum = tl.zeros((BLOCK_B,), ACC)
-    tgt_logit = tl.zeros((BLOCK_B,), ACC)
-    for v0 in range(0, V, BLOCK_V):
-        cols = v0 + tl.arange(0, BLOCK_V).to(tl.int64)
-        col_ok = cols < V
-        cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
-        s = _dot_tile(q_ptr, c_ptr, rows, cols, B, V, d, sq_b, sq_d, sc_v, sc_d,
-                      BLOCK_B, BLOCK_V, BLOCK_K, ACC, PRECISION)
-        s = tl.where(col_ok[None, :], s * qs[:, None] * cs[None, :], float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(s, axis=1))
-        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(s - new_max[:, None]), axis=1)
-        run_max = new_max
-        tgt_logit += tl.sum(tl.where(cols[None, :] == tgt[:, None], s, 0.0), axis=1)
-    lse = run_max + tl.log(run_sum)
-    tl.store(lse_ptr + rows, lse, mask=row_ok)
-    tl.store(loss_ptr + rows, tl.where(tgt != ignore_index, lse - tgt_logit, 0.0), mask=row_ok)
+        tl.store(out_ptr + rows[:, None] * so_r + ks[None, :] * so_d, grad.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -166,55 +137,135 @@ def _backward_row_terms(t_ptr, qs_ptr, lse_ptr, g_ptr, rows, B, st_b, ignore_ind
     return tgt, qs, lse, w
 
 
-@triton.jit(do_not_specialize=["B", "V", "d", "ignore_index"])
-def _fce_bwd_query_kernel(
-    q_ptr, c_ptr, t_ptr, qs_ptr, cs_ptr, pi_ptr, lse_ptr, g_ptr, acc_ptr, dq_ptr,
-    B, V, d, ignore_index,
-    sq_b, sq_d, sc_v, sc_d, st_b, s_acc, sdq_b, sdq_d,
+# --------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------
+@triton.jit(do_not_specialize=["B", "V", "d", "ignore_index", "split_items"])
+def _fce_fwd_split_kernel(
+    q_ptr, c_ptr, t_ptr, qs_ptr, cs_ptr, stats_ptr, tgt_logit_ptr,
+    B, V, d, ignore_index, split_items,
+    sq_b, sq_d, sc_v, sc_d, st_b, ss_k, ss_s,
     BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    split = tl.program_id(1)
+    lo = split * split_items
+    hi = tl.minimum(lo + split_items, V)
     row_ok = rows < B
-    tgt, qs, lse, w = _backward_row_terms(t_ptr, qs_ptr, lse_ptr, g_ptr, rows, B, st_b, ignore_index, ACC)
-    for v0 in range(0, V, BLOCK_V):
+    tgt = tl.load(t_ptr + rows * st_b, mask=row_ok, other=ignore_index)
+    qs = tl.load(qs_ptr + rows, mask=row_ok, other=0.0)
+    run_max = tl.full((BLOCK_B,), float("-inf"), ACC)
+    run_sum = tl.zeros((BLOCK_B,), ACC)
+    tgt_logit = tl.zeros((BLOCK_B,), ACC)
+    for v0 in range(lo, hi, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V).to(tl.int64)
         col_ok = cols < V
         cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
         s = _dot_tile(q_ptr, c_ptr, rows, cols, B, V, d, sq_b, sq_d, sc_v, sc_d,
                       BLOCK_B, BLOCK_V, BLOCK_K, ACC, PRECISION)
-        g = _grad_logits(s * qs[:, None] * cs[None, :], lse[:, None], w[:, None], cols[None, :] == tgt[:, None])
-        g = tl.where(col_ok[None, :], g * cs[None, :], 0.0)
-        _accumulate_rows(acc_ptr, rows, B, g, c_ptr, cols, V, d, s_acc, sc_v, sc_d, BLOCK_K, ACC, PRECISION)
-        tl.debug_barrier()  # the next tile's read-modify-write may run on other threads
-    pi = tl.load(pi_ptr + rows, mask=row_ok, other=0.0)
-    _normalize_backward_rows(acc_ptr, q_ptr, dq_ptr, rows, B, qs, pi, d, s_acc, sq_b, sq_d, sdq_b, sdq_d,
-                             BLOCK_B, BLOCK_K, ACC)
+        s = tl.where(col_ok[None, :], s * qs[:, None] * cs[None, :], float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(s, axis=1))
+        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(s - new_max[:, None]), axis=1)
+        run_max = new_max
+        tgt_logit += tl.sum(tl.where(cols[None, :] == tgt[:, None], s, 0.0), axis=1)
+    tl.store(stats_ptr + split * ss_s + rows, run_max, mask=row_ok)
+    tl.store(stats_ptr + ss_k + split * ss_s + rows, run_sum, mask=row_ok)
+    tl.store(tgt_logit_ptr + rows, tgt_logit, mask=row_ok & (tgt >= lo) & (tgt < hi))
 
 
-@triton.jit(do_not_specialize=["B", "V", "d", "ignore_index"])
-def _fce_bwd_item_kernel(
-    q_ptr, c_ptr, t_ptr, qs_ptr, cs_ptr, pi_ptr, lse_ptr, g_ptr, acc_ptr, dc_ptr,
-    B, V, d, ignore_index,
-    sq_b, sq_d, sc_v, sc_d, st_b, s_acc, sdc_v, sdc_d,
-    BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
+@triton.jit(do_not_specialize=["B", "V", "splits", "ignore_index"])
+def _fce_fwd_combine_kernel(
+    stats_ptr, tgt_logit_ptr, t_ptr, loss_ptr, lse_ptr,
+    B, V, splits, ignore_index,
+    st_b, ss_k, ss_s,
+    BLOCK_B: tl.constexpr, ACC: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    run_max = tl.full((BLOCK_B,), float("-inf"), ACC)
+    for split in range(0, splits):
+        run_max = tl.maximum(run_max, tl.load(stats_ptr + split * ss_s + rows, mask=row_ok, other=0.0))
+    total = tl.zeros((BLOCK_B,), ACC)
+    for split in range(0, splits):
+        split_max = tl.load(stats_ptr + split * ss_s + rows, mask=row_ok, other=0.0)
+        split_sum = tl.load(stats_ptr + ss_k + split * ss_s + rows, mask=row_ok, other=1.0)  # no log(0) past B
+        total += split_sum * tl.exp(split_max - run_max)
+    lse = run_max + tl.log(total)
+    tgt = tl.load(t_ptr + rows * st_b, mask=row_ok, other=ignore_index)
+    has_target = row_ok & (tgt != ignore_index)
+    # a target outside [0, V) (unchecked under torch.compile) has no logit: its loss is the lse alone
+    tgt_logit = tl.load(tgt_logit_ptr + rows, mask=has_target & (tgt >= 0) & (tgt < V), other=0.0)
+    tl.store(lse_ptr + rows, lse, mask=row_ok)
+    tl.store(loss_ptr + rows, tl.where(has_target, lse - tgt_logit, 0.0), mask=row_ok)
+
+
+@triton.jit(do_not_specialize=["B", "V", "d", "ignore_index", "chunk_items"])
+def _fce_bwd_kernel(
+    q_ptr, c_ptr, t_ptr, qs_ptr, cs_ptr, pi_ptr, lse_ptr, g_ptr, dqp_ptr, dca_ptr, dc_ptr,
+    B, V, d, ignore_index, chunk_items,
+    sq_b, sq_d, sc_v, sc_d, st_b, sp_c, sp_b, sa_c, sa_v, sdc_v, sdc_d,
+    BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_V: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    cols = tl.program_id(0).to(tl.int64) * BLOCK_V + tl.arange(0, BLOCK_V)
-    col_ok = cols < V
-    cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
-    for b0 in range(0, B, BLOCK_B):
-        rows = b0 + tl.arange(0, BLOCK_B).to(tl.int64)
-        tgt, qs, lse, w = _backward_row_terms(t_ptr, qs_ptr, lse_ptr, g_ptr, rows, B, st_b, ignore_index, ACC)
-        s_t = _dot_tile(c_ptr, q_ptr, cols, rows, V, B, d, sc_v, sc_d, sq_b, sq_d,
-                        BLOCK_V, BLOCK_B, BLOCK_K, ACC, PRECISION)  # (items, queries)
-        g_t = _grad_logits(s_t * cs[:, None] * qs[None, :], lse[None, :], w[None, :], cols[:, None] == tgt[None, :])
-        g_t = tl.where(col_ok[:, None], g_t * qs[None, :], 0.0)
-        _accumulate_rows(acc_ptr, cols, V, g_t, q_ptr, rows, B, d, s_acc, sq_b, sq_d, BLOCK_K, ACC, PRECISION)
-        tl.debug_barrier()
-    pi = tl.load(pi_ptr + cols, mask=col_ok, other=0.0)
-    _normalize_backward_rows(acc_ptr, c_ptr, dc_ptr, cols, V, cs, pi, d, s_acc, sc_v, sc_d, sdc_v, sdc_d,
-                             BLOCK_V, BLOCK_K, ACC)
+    chunk = tl.program_id(0)
+    lo = chunk * chunk_items
+    hi = tl.minimum(lo + chunk_items, V)
+    dqp_ptr += chunk * sp_c  # this chunk's partial U (B x d)
+    dca_ptr += chunk * sa_c  # this program's W rows for one group of item tiles (GROUP_V * BLOCK_V x d)
+    for g0 in range(lo, hi, GROUP_V * BLOCK_V):
+        g1 = tl.minimum(g0 + GROUP_V * BLOCK_V, hi)
+        for b0 in range(0, B, BLOCK_B):
+            rows = b0 + tl.arange(0, BLOCK_B).to(tl.int64)
+            tgt, qs, lse, w = _backward_row_terms(t_ptr, qs_ptr, lse_ptr, g_ptr, rows, B, st_b, ignore_index, ACC)
+            for v0 in range(g0, g1, BLOCK_V):
+                cols = v0 + tl.arange(0, BLOCK_V).to(tl.int64)
+                col_ok = cols < V
+                cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
+                s = _dot_tile(q_ptr, c_ptr, rows, cols, B, V, d, sq_b, sq_d, sc_v, sc_d,
+                              BLOCK_B, BLOCK_V, BLOCK_K, ACC, PRECISION)
+                g = _grad_logits(s * qs[:, None] * cs[None, :], lse[:, None], w[:, None],
+                                 cols[None, :] == tgt[:, None])
+                g = tl.where(col_ok[None, :], g, 0.0)
+                # U[rows] (+)= (G * cs) @ C[cols]: fresh at the chunk's first item tile
+                _accumulate_rows(dqp_ptr, rows, rows < B, v0 > lo, g * cs[None, :], c_ptr, cols, V, d,
+                                 sp_b, sc_v, sc_d, BLOCK_K, ACC, PRECISION)
+                # W[cols] (+)= (G * qs)^T @ Q[rows]: fresh at the first query tile
+                _accumulate_rows(dca_ptr, cols - g0, col_ok, b0 > 0, tl.trans(g * qs[:, None]), q_ptr, rows, B, d,
+                                 sa_v, sq_b, sq_d, BLOCK_K, ACC, PRECISION)
+                tl.debug_barrier()  # the next tile's read-modify-write may run on other threads
+        for v0 in range(g0, g1, BLOCK_V):
+            cols = v0 + tl.arange(0, BLOCK_V).to(tl.int64)
+            col_ok = cols < V
+            cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
+            pi = tl.load(pi_ptr + cols, mask=col_ok, other=0.0)
+            _normalize_backward_rows(dca_ptr, cols - g0, c_ptr, dc_ptr, cols, col_ok, cs, pi, d, sa_v,
+                                     sc_v, sc_d, sdc_v, sdc_d, BLOCK_V, BLOCK_K, ACC)
+        tl.debug_barrier()  # the next group overwrites the W rows
+
+
+@triton.jit(do_not_specialize=["B", "d", "chunks"])
+def _fce_bwd_query_kernel(
+    dqp_ptr, q_ptr, qs_ptr, pi_ptr, dq_ptr,
+    B, d, chunks,
+    sp_c, sp_b, sq_b, sq_d, sdq_b, sdq_d,
+    BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    for k0 in range(0, d, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        ptrs = dqp_ptr + rows[:, None] * sp_b + ks[None, :]
+        mask = row_ok[:, None] & (ks[None, :] < d)
+        total = tl.load(ptrs, mask=mask, other=0.0)
+        for chunk in range(1, chunks):
+            total += tl.load(ptrs + chunk * sp_c, mask=mask, other=0.0)
+        tl.store(ptrs, total, mask=mask)  # the sum replaces chunk 0's partial
+    tl.debug_barrier()
+    qs = tl.load(qs_ptr + rows, mask=row_ok, other=0.0)
+    pi = tl.load(pi_ptr + rows, mask=row_ok, other=0.0)
+    _normalize_backward_rows(dqp_ptr, rows, q_ptr, dq_ptr, rows, row_ok, qs, pi, d, sp_b, sq_b, sq_d, sdq_b, sdq_d,
+                             BLOCK_B, BLOCK_K, ACC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,17 +273,26 @@ def _fce_bwd_item_kernel(
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KernelConfig:
-    """Tile sizes and warps; every field is a compile-time constant."""
+    """Tile sizes, the backward's item tiles per group and warps; every field is a compile-time constant."""
 
     BLOCK_B: int
     BLOCK_V: int
     BLOCK_K: int
+    GROUP_V: int
     num_warps: int
 
 
-#: fp32 (also used by 16-bit inputs after the upcast) and fp64 (half the tile: twice the bytes per element)
-_CONFIGS = {torch.float64: KernelConfig(32, 32, 16, 4)}
-_DEFAULT_CONFIG = KernelConfig(64, 64, 32, 8)
+#: fp32: 3xTF32 products split every operand in two, so 64 x 64 x 32 tiles spill in the backward; fp64: half
+#: the tile (twice the bytes per element)
+_CONFIGS = {torch.float32: KernelConfig(32, 64, 16, 4, 8), torch.float64: KernelConfig(32, 32, 16, 4, 4)}
+#: bf16 / fp16 (upcast to fp32 on load, TF32 products)
+_DEFAULT_CONFIG = KernelConfig(64, 64, 32, 4, 8)
+#: forward programs per SM to aim for: several waves of equal programs keep every SM busy to the end
+_FORWARD_PROGRAMS_PER_SM = 4
+#: item ranges (forward splits, backward chunks) without a GPU: a few, so the interpreter crosses ranges
+_INTERPRETER_RANGES = 3
+#: most bytes of the backward's partial ``U`` buffer (chunks x B x d); more rows mean fewer chunks
+_PARTIALS_BYTES = 1 << 29
 
 
 def kernel_config(dtype: torch.dtype) -> KernelConfig:
@@ -245,6 +305,34 @@ def all_kernel_configs() -> list[KernelConfig]:
     return sorted({_DEFAULT_CONFIG, *_CONFIGS.values()}, key=lambda c: c.BLOCK_B * c.BLOCK_V)
 
 
+def _item_ranges(n_tiles: int, wanted: int) -> tuple[int, int]:
+    """``(tiles per range, ranges)``: ``n_tiles`` item tiles cut into at most ``wanted`` contiguous
+    ranges of equal length but the last, none empty."""
+    per_range = triton.cdiv(n_tiles, max(1, min(wanted, n_tiles)))
+    return per_range, triton.cdiv(n_tiles, per_range)
+
+
+def _sm_count(device: torch.device) -> int | None:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else None
+
+
+def _forward_splits(device: torch.device, B: int, cfg: KernelConfig) -> int:
+    """Splits wanted so that ``query tiles x splits`` is about ``_FORWARD_PROGRAMS_PER_SM`` programs per SM."""
+    sms = _sm_count(device)
+    if sms is None:
+        return _INTERPRETER_RANGES
+    return _FORWARD_PROGRAMS_PER_SM * sms // triton.cdiv(B, cfg.BLOCK_B)
+
+
+def _backward_chunks(device: torch.device, B: int, d: int, acc: torch.dtype, wanted: int | None = None) -> int:
+    """Chunks wanted: ``wanted`` or one program per SM (a backward program fills an SM's registers), fewer
+    if the partial ``U`` buffer would pass ``_PARTIALS_BYTES`` (which also keeps its offsets in int32)."""
+    if wanted is None:
+        sms = _sm_count(device)
+        wanted = _INTERPRETER_RANGES if sms is None else sms
+    return min(wanted, _PARTIALS_BYTES // (B * d * acc.itemsize))
+
+
 def full_catalog_ce_forward(
     query: torch.Tensor,
     item_weight: torch.Tensor,
@@ -254,29 +342,41 @@ def full_catalog_ce_forward(
     ignore_index: int,
     loss: torch.Tensor | None = None,
     lse: torch.Tensor | None = None,
+    *,
+    splits: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward; returns per-row ``(loss, lse)`` (written into ``loss``/``lse`` if given).
 
     ``query_scale`` (``B``) and ``item_scale`` (``|V|``) are contiguous vectors in the accumulation dtype
     (fp32, fp64 for fp64 inputs), like the outputs. Ignored rows get loss 0. Inputs are validated by
-    the caller (:mod:`tedrec_fast.ops.full_catalog_ce`); any strides are accepted.
+    the caller (:mod:`tedrec_fast.ops.full_catalog_ce`); any strides are accepted. ``splits`` overrides
+    the number of item ranges (default: from the device's SM count; never more than the item tiles).
     """
     B, d = query.shape
     V = item_weight.shape[0]
+    device = query.device
     acc = acc_dtype(query.dtype)
     if loss is None:
-        loss = torch.empty(B, dtype=acc, device=query.device)
+        loss = torch.empty(B, dtype=acc, device=device)
     if lse is None:
-        lse = torch.empty(B, dtype=acc, device=query.device)
+        lse = torch.empty(B, dtype=acc, device=device)
     if B == 0:
         return loss, lse
     cfg = kernel_config(query.dtype)
-    _fce_fwd_kernel[(triton.cdiv(B, cfg.BLOCK_B),)](
-        query, item_weight, targets, query_scale, item_scale, loss, lse,
-        B, V, d, ignore_index,
-        *query.stride(), *item_weight.stride(), targets.stride(0),
+    split_tiles, splits = _item_ranges(triton.cdiv(V, cfg.BLOCK_V), splits or _forward_splits(device, B, cfg))
+    stats = torch.empty((2, splits, B), dtype=acc, device=device)  # per split and row: (max, sumexp)
+    tgt_logit = torch.empty(B, dtype=acc, device=device)
+    query_tiles = triton.cdiv(B, cfg.BLOCK_B)
+    _fce_fwd_split_kernel[(query_tiles, splits)](
+        query, item_weight, targets, query_scale, item_scale, stats, tgt_logit,
+        B, V, d, ignore_index, split_tiles * cfg.BLOCK_V,
+        *query.stride(), *item_weight.stride(), targets.stride(0), *stats.stride()[:2],
         BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K,
         ACC=tl_acc_dtype(acc), PRECISION=dot_precision(query.dtype), num_warps=cfg.num_warps,
+    )
+    _fce_fwd_combine_kernel[(query_tiles,)](
+        stats, tgt_logit, targets, loss, lse, B, V, splits, ignore_index, targets.stride(0), *stats.stride()[:2],
+        BLOCK_B=cfg.BLOCK_B, ACC=tl_acc_dtype(acc), num_warps=cfg.num_warps,
     )
     return loss, lse
 
@@ -294,12 +394,15 @@ def full_catalog_ce_backward(
     ignore_index: int,
     d_query: torch.Tensor | None = None,
     d_item: torch.Tensor | None = None,
+    *,
+    chunks: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the two backward kernels; returns ``(d_query, d_item_weight)`` in the inputs' dtype.
+    """Launch the backward; returns ``(d_query, d_item_weight)`` in the inputs' dtype.
 
     ``grad_loss`` is the per-row gradient (``B``, accumulation dtype); ``query_pi``/``item_pi`` are the
-    normalisation's ``1/|x|^2`` per row (0 where not normalising). Contiguous ``d_query``/``d_item``
-    buffers may be passed in; their contents are overwritten.
+    normalisation's ``1/|x|^2`` per row (0 where not normalising). ``d_query``/``d_item`` buffers (any
+    strides) may be passed in; their contents are overwritten. ``chunks`` overrides the number of item
+    ranges (default: one per SM; never more than the item tiles, nor than 512 MiB of partials allow).
     """
     B, d = query.shape
     V = item_weight.shape[0]
@@ -311,39 +414,46 @@ def full_catalog_ce_backward(
         d_item = torch.empty((V, d), dtype=dtype, device=device)
     if B == 0:
         return d_query, d_item.zero_()
-    # accumulate in place when the gradient is already in the accumulation dtype
-    acc_q = d_query.zero_() if dtype == acc else torch.zeros((B, d), dtype=acc, device=device)
-    acc_c = d_item.zero_() if dtype == acc else torch.zeros((V, d), dtype=acc, device=device)
     cfg = kernel_config(dtype)
-    common = dict(BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K, ACC=tl_acc_dtype(acc),
-                  PRECISION=dot_precision(dtype), num_warps=cfg.num_warps)
-    strides = (*query.stride(), *item_weight.stride(), targets.stride(0))
-    _fce_bwd_query_kernel[(triton.cdiv(B, cfg.BLOCK_B),)](
-        query, item_weight, targets, query_scale, item_scale, query_pi, lse, grad_loss, acc_q, d_query,
-        B, V, d, ignore_index, *strides, acc_q.stride(0), *d_query.stride(), **common,
+    chunk_tiles, chunks = _item_ranges(triton.cdiv(V, cfg.BLOCK_V), _backward_chunks(device, B, d, acc, chunks))
+    partials = torch.empty((chunks, B, d), dtype=acc, device=device)  # per chunk: U for every query
+    w_rows = torch.empty((chunks, cfg.GROUP_V * cfg.BLOCK_V, d), dtype=acc, device=device)  # per program: W
+    _fce_bwd_kernel[(chunks,)](
+        query, item_weight, targets, query_scale, item_scale, item_pi, lse, grad_loss, partials, w_rows, d_item,
+        B, V, d, ignore_index, chunk_tiles * cfg.BLOCK_V,
+        *query.stride(), *item_weight.stride(), targets.stride(0), *partials.stride()[:2], *w_rows.stride()[:2],
+        *d_item.stride(),
+        BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K, GROUP_V=cfg.GROUP_V,
+        ACC=tl_acc_dtype(acc), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps,
     )
-    _fce_bwd_item_kernel[(triton.cdiv(V, cfg.BLOCK_V),)](
-        query, item_weight, targets, query_scale, item_scale, item_pi, lse, grad_loss, acc_c, d_item,
-        B, V, d, ignore_index, *strides, acc_c.stride(0), *d_item.stride(), **common,
+    _fce_bwd_query_kernel[(triton.cdiv(B, cfg.BLOCK_B),)](
+        partials, query, query_scale, query_pi, d_query, B, d, chunks,
+        *partials.stride()[:2], *query.stride(), *d_query.stride(),
+        BLOCK_B=cfg.BLOCK_B, BLOCK_K=cfg.BLOCK_K, ACC=tl_acc_dtype(acc), num_warps=cfg.num_warps,
     )
     return d_query, d_item
 
 
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None) -> list[dict]:
     """Everything ``triton.compile`` needs to build each kernel the wrappers can launch for ``dtype``:
-    one entry per kernel (forward, backward for queries, backward for items), see kernels/aot.py."""
+    one entry per kernel (forward, its combine, backward, its query sum), see kernels/aot.py."""
     precision = precision or dot_precision(dtype)
     cfg = kernel_config(dtype)
-    kernels = [("forward", _fce_fwd_kernel), ("backward queries", _fce_bwd_query_kernel),
-               ("backward items", _fce_bwd_item_kernel)]
+    tiles = dict(BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K)
+    kernels = [
+        ("forward", _fce_fwd_split_kernel, dict(**tiles, PRECISION=precision)),
+        ("forward combine", _fce_fwd_combine_kernel, dict(BLOCK_B=cfg.BLOCK_B)),
+        ("backward", _fce_bwd_kernel, dict(**tiles, GROUP_V=cfg.GROUP_V, PRECISION=precision)),
+        ("backward queries", _fce_bwd_query_kernel, dict(BLOCK_B=cfg.BLOCK_B, BLOCK_K=cfg.BLOCK_K)),
+    ]
     specs = []
-    for label, fn in kernels:
-        constexprs = dict(BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K,
-                          ACC=tl_acc_dtype(dtype), PRECISION=precision)
-        # t_ptr: int64 targets; other pointers besides the data are fp32 (fp64) scales, losses, accumulators
+    for label, fn, constexprs in kernels:
+        constexprs = dict(**constexprs, ACC=tl_acc_dtype(dtype))
+        # t_ptr: int64 targets; pointers other than the data are fp32 (fp64) scales, statistics, scratch
         signature = aot_signature(fn, constexprs, dtype, overrides={"t_ptr": "*i64"},
                                   accumulators=[a for a in fn.arg_names if a.endswith("_ptr")
                                                 and a not in ("q_ptr", "c_ptr", "dq_ptr", "dc_ptr")])
-        specs.append(dict(name=f"full_catalog_ce {label} {cfg.BLOCK_B}x{cfg.BLOCK_V}x{cfg.BLOCK_K} w{cfg.num_warps}",
+        specs.append(dict(name=f"full_catalog_ce {label} {cfg.BLOCK_B}x{cfg.BLOCK_V}x{cfg.BLOCK_K} "
+                               f"g{cfg.GROUP_V} w{cfg.num_warps}",
                           fn=fn, signature=signature, constexprs=constexprs, num_warps=cfg.num_warps))
     return specs

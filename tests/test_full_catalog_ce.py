@@ -216,6 +216,100 @@ def test_backward_is_deterministic(backend: str, device: str) -> None:
         assert torch.equal(a, b)
 
 
+# --------------------------------------------------------------------------------------------
+# Item ranges: forward splits and backward chunks, their partials and their combination
+# --------------------------------------------------------------------------------------------
+RANGES_B, RANGES_V, RANGES_D = 70, 64 * 5 + 13, 40  # fp32: 3 query tiles, 6 item tiles, both last ones short
+
+
+def _ranges_inputs(targets: str, device: str):
+    """Inputs over 6 item tiles; ``targets``: "every-split" puts a target in every item tile (so in every
+    range of any layout), "empty-split" none in items [128, 256) (the middle of three ranges)."""
+    query, items, tgt = make_inputs(RANGES_B, RANGES_V, RANGES_D, torch.float32, device)
+    tgt = tgt.cpu()
+    if targets == "every-split":
+        tgt[1:7] = torch.tensor([0, 64 + 5, 128 + 9, 192, 256 + 63, RANGES_V - 1])
+    else:
+        keep = torch.cat([torch.arange(0, 128), torch.arange(256, RANGES_V)])
+        tgt[1:] = keep[torch.randint(0, len(keep), (RANGES_B - 1,), generator=torch.Generator().manual_seed(1))]
+    return query, items, tgt.to(device)
+
+
+def _run_kernels(query, items, targets, grad, splits=None, chunks=None):
+    (qs, qpi), (cs, cpi) = _scales(query, items)
+    loss, lse = kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, splits=splits)
+    d_q, d_c = kernels.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100,
+                                                chunks=chunks)
+    return loss, lse, d_q, d_c
+
+
+def test_item_ranges_cut_whole_tiles() -> None:
+    assert kernels.kernel_config(torch.float32).BLOCK_V == 64  # as _ranges_inputs assumes
+    assert kernels._item_ranges(6, 3) == (2, 3)
+    assert kernels._item_ranges(6, 4) == (2, 3)  # never an empty range
+    assert kernels._item_ranges(6, 100) == (1, 6)  # never more ranges than item tiles
+    assert kernels._item_ranges(1, 3) == (1, 1)
+    assert kernels._item_ranges(5, 0) == (5, 1)
+    assert kernels._item_ranges(15_625, 132) == (119, 132)  # |V| = 1M on an H100
+
+
+def test_range_counts_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cfg, f32 = torch.device("cpu"), kernels.kernel_config(torch.bfloat16), torch.float32
+    assert kernels._forward_splits(cpu, 2048, cfg) == kernels._backward_chunks(cpu, 2048, 300, f32) >= 2
+    monkeypatch.setattr(kernels, "_sm_count", lambda device: 132)  # an H100 SXM
+    assert kernels._forward_splits(cpu, 2048, cfg) == 16  # 32 query tiles x 16 splits = 3.9 programs per SM
+    assert kernels._forward_splits(cpu, 64, cfg) == 528
+    assert kernels._backward_chunks(cpu, 2048, 300, f32) == 132  # partials: 132 x 2.46 MB
+    assert kernels._backward_chunks(cpu, 65_536, 300, f32) == 6  # capped at 512 MiB of partials
+
+
+@pytest.mark.parametrize("targets", ["every-split", "empty-split"])
+@pytest.mark.parametrize("ranges", [1, 2, 3, 6])
+def test_item_ranges_match_reference(ranges: int, targets: str, device: str) -> None:
+    # chunks = 1: one chunk of 6 item tiles, two groups (GROUP_V = 4, then 2 ending on the short tile)
+    query, items, tgt = _ranges_inputs(targets, device)
+    grad = torch.rand(RANGES_B, device=device)
+    want_loss, want_dq, want_dc = _reference(query, items, tgt, grad)
+    loss, _, d_q, d_c = _run_kernels(query, items, tgt, grad, splits=ranges, chunks=ranges)
+    tol = FULL_CATALOG_CE_BACKWARD[torch.float32]
+    _assert_close(loss, want_loss, FULL_CATALOG_CE_FORWARD[torch.float32], "loss")
+    _assert_close(d_q, want_dq, tol, "d_query")
+    _assert_close(d_c[1:], want_dc[1:], tol, "d_item_weight")  # row 0 is the zero (padding) row
+
+
+def test_item_ranges_are_bitwise_deterministic(device: str) -> None:
+    query, items, tgt = _ranges_inputs("every-split", device)
+    grad = torch.rand(RANGES_B, device=device)
+    first, second = (_run_kernels(query, items, tgt, grad, splits=3, chunks=2) for _ in range(2))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_scratch_is_written_before_read(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    """Partials, target logits and accumulators start as NaN; an out-of-range target (unchecked under
+    torch.compile) gets the lse alone as its loss."""
+    query, items, tgt = _ranges_inputs("empty-split", device)
+    grad = torch.rand(RANGES_B, device=device)
+    want_loss, want_dq, want_dc = _reference(query, items, tgt, grad)
+    empty = torch.empty
+
+    def poisoned(*args, **kwargs):
+        out = empty(*args, **kwargs)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+
+    monkeypatch.setattr(torch, "empty", poisoned)
+    loss, _, d_q, d_c = _run_kernels(query, items, tgt, grad, splits=3, chunks=1)
+    tgt[-1] = RANGES_V + 5
+    (qs, _), (cs, _) = _scales(query, items)
+    bad_loss, bad_lse = kernels.full_catalog_ce_forward(query, items, tgt, qs, cs, -100, splits=2)
+    monkeypatch.undo()
+    _assert_close(loss, want_loss, FULL_CATALOG_CE_FORWARD[torch.float32], "loss")
+    _assert_close(d_q, want_dq, FULL_CATALOG_CE_BACKWARD[torch.float32], "d_query")
+    _assert_close(d_c[1:], want_dc[1:], FULL_CATALOG_CE_BACKWARD[torch.float32], "d_item_weight")
+    assert d_c[0].isfinite().all()
+    assert bad_loss[-1] == bad_lse[-1] and bad_loss.isfinite().all()
+
+
 @pytest.mark.parametrize("normalize", [True, False], ids=["cosine", "dot"])
 @pytest.mark.parametrize(("B", "V", "d"), [(3, 5, 4), (2, 1, 3), (4, 3, 1)])
 @pytest.mark.parametrize("backend", FUSED)
@@ -242,4 +336,4 @@ def test_kernel_configs_are_valid_for_tl_dot() -> None:
         cfg = kernels.kernel_config(dtype)
         assert cfg in kernels.all_kernel_configs()
         assert min(cfg.BLOCK_B, cfg.BLOCK_V, cfg.BLOCK_K) >= 16
-        assert len(kernels.compile_specs(dtype)) == 3
+        assert len(kernels.compile_specs(dtype)) == 4  # forward, combine, backward, query sum

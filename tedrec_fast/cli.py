@@ -6,6 +6,7 @@
     tedrec-fast evaluate --checkpoint PATH
     tedrec-fast compare [--dataset online-retail] [--models sasrec,unisrec,tssr,tedrec] [flags]
     torchrun --nproc_per_node N -m tedrec_fast.cli train ...   # data parallel
+    torchrun --nproc_per_node N -m tedrec_fast.cli train --catalog-parallel ...   # item table sharded
 
 Settings are resolved as packaged defaults < ``--config`` YAML < flags. On a CPU, ``train`` uses a short
 schedule for the settings not given (see :mod:`tedrec_fast.train.run`).
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (no arguments: TedRec on ml-100k)")
     _add_common(train)
     _add_train(train)
+    train.add_argument("--catalog-parallel", dest="catalog_parallel", action="store_true", default=None,
+                       help="under torchrun: shard the item table across the processes instead of the batch")
     evaluate = sub.add_parser("evaluate", help="evaluate a saved run on valid and test")
     evaluate.add_argument("--checkpoint", required=True, help="best.pt, last.pt or a run directory")
     evaluate.add_argument("--device")

@@ -49,7 +49,7 @@ class TrainConfig:
 
     Attributes:
         epochs: maximum number of epochs.
-        batch_size: global batch size (split across processes under ``torchrun``).
+        batch_size: global batch size (split across processes under ``torchrun``, unless ``catalog_parallel``).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
@@ -62,6 +62,10 @@ class TrainConfig:
         log_every: steps between progress-bar loss updates (the only per-step host synchronisation).
         max_steps_per_epoch: cap on optimizer steps per epoch (``None``: the whole training set).
         progress: show tqdm progress bars.
+        catalog_parallel: under ``torchrun``, shard the item table (and its optimiser state) across the
+            processes instead of the batch: every process runs the whole batch and the softmax normaliser is
+            combined with collectives (:mod:`tedrec_fast.parallel.models`; each step then also waits on the
+            host for the loss's target check); needs two or more processes.
     """
 
     epochs: int = 300
@@ -78,6 +82,7 @@ class TrainConfig:
     log_every: int = 10
     max_steps_per_epoch: int | None = None
     progress: bool = True
+    catalog_parallel: bool = False
 
     def __post_init__(self) -> None:
         owner = "TrainConfig"
@@ -95,7 +100,7 @@ class TrainConfig:
             _check_type(owner, "grad_clip", self.grad_clip, (int, float))
             if not self.grad_clip > 0:
                 raise ValueError(f"{owner}: grad_clip must be > 0 or None, got {self.grad_clip}")
-        for name in ("bf16", "deterministic", "mask_history", "progress"):
+        for name in ("bf16", "deterministic", "mask_history", "progress", "catalog_parallel"):
             _check_type(owner, name, getattr(self, name), (bool,))
 
 

@@ -1,4 +1,5 @@
-"""Process-group helpers for data-parallel training under ``torchrun`` (one process per device)."""
+"""Process-group helpers for training under ``torchrun`` (one process per device); ``shard_bounds`` is
+:func:`tedrec_fast.parallel.sharding.shard_bounds`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from tedrec_fast.parallel.sharding import shard_bounds
 
 __all__ = ["DistContext", "init_distributed", "shard_bounds"]
 
@@ -39,6 +42,12 @@ class DistContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def all_reduce_max(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Elementwise maximum of ``tensor`` over all processes in place (a no-op for one process); returns it."""
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
 
 def init_distributed(device: str = "auto") -> tuple[DistContext, torch.device]:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1) and pick this process's device.
@@ -60,14 +69,3 @@ def init_distributed(device: str = "auto") -> tuple[DistContext, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
     return DistContext(dist.get_rank(), dist.get_world_size()), chosen
-
-
-def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """``[start, stop)`` of rank ``rank``'s contiguous share of ``n`` items (sizes differ by at most one)."""
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"shard_bounds: need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-    if n < 0:
-        raise ValueError(f"shard_bounds: n must be >= 0, got {n}")
-    base, extra = divmod(n, world_size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)

@@ -23,8 +23,10 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 import torch
+import torch.distributed as torch_dist
 
 from tedrec_fast.models.base import supports_item_tiles
+from tedrec_fast.parallel import CatalogShard, catalog_shard_of
 from tedrec_fast.train.distributed import DistContext, shard_bounds
 
 __all__ = ["DEFAULT_KS", "DEFAULT_ITEM_TILE", "SplitLike", "target_ranks", "streaming_target_ranks", "rank_metric_sums",
@@ -95,27 +97,52 @@ def streaming_target_ranks(
     target = target.long()
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_items):
         raise ValueError(f"streaming_target_ranks: target must lie in [0, n_items={n_items})")
+    return _tile_ranks(score_tile, target, 0, n_items, tile_size)
+
+
+def _tile_ranks(
+    score_tile: Callable[[int, int], torch.Tensor],
+    target: torch.Tensor,
+    start: int,
+    stop: int,
+    tile_size: int,
+    shard: CatalogShard | None = None,
+) -> torch.Tensor:
+    """:func:`streaming_target_ranks` over the columns ``[start, stop)``, in tiles aligned at ``start``.
+
+    Without ``shard`` these are all the columns. With ``shard`` they are this process's items: each target's
+    score comes from the process that holds it (an all-reduce max, -inf elsewhere) and the counts of strictly
+    greater scores are summed across processes, so every process returns the global ranks (score tiles
+    must then be float32, as the evaluation makes them).
+    """
+    if target.numel() == 0:
+        return target.new_empty(0)
 
     def bounds(tile: int) -> tuple[int, int]:
-        return tile * tile_size, min((tile + 1) * tile_size, n_items)
+        return start + tile * tile_size, min(start + (tile + 1) * tile_size, stop)
 
-    target_tile = target // tile_size
+    local = target - start
+    owned = (local >= 0) & (local < stop - start)
+    target_tile = local // tile_size
     target_score: torch.Tensor | None = None
     last_tile, last_scores = -1, None
-    for tile in torch.unique(target_tile).tolist():
-        start, stop = bounds(tile)
-        last_tile, last_scores = tile, score_tile(start, stop)
+    for tile in torch.unique(target_tile[owned]).tolist():
+        last_tile, last_scores = tile, score_tile(*bounds(tile))
         if target_score is None:
-            target_score = last_scores.new_empty(target.shape)
-        rows = (target_tile == tile).nonzero().squeeze(1)
-        target_score[rows] = last_scores[rows, target[rows] - start]
-    if target_score is None:  # no users
-        return target.new_empty(0)
+            target_score = torch.full(target.shape, float("-inf"), dtype=last_scores.dtype, device=target.device)
+        rows = (owned & (target_tile == tile)).nonzero().squeeze(1)
+        target_score[rows] = last_scores[rows, local[rows] - tile * tile_size]
+    if target_score is None:  # no target among these columns (only with a shard)
+        target_score = torch.full(target.shape, float("-inf"), dtype=torch.float32, device=target.device)
+    if shard is not None:
+        torch_dist.all_reduce(target_score, op=torch_dist.ReduceOp.MAX, group=shard.group)
     greater = torch.zeros_like(target)
-    n_tiles = -(-n_items // tile_size)
-    for tile in [last_tile] + [t for t in range(n_tiles) if t != last_tile]:
+    n_tiles = -(-(stop - start) // tile_size)
+    for tile in ([last_tile] if last_tile >= 0 else []) + [t for t in range(n_tiles) if t != last_tile]:
         scores = last_scores if tile == last_tile else score_tile(*bounds(tile))
         greater += (scores > target_score.unsqueeze(1)).sum(dim=1)
+    if shard is not None:
+        torch_dist.all_reduce(greater, op=torch_dist.ReduceOp.SUM, group=shard.group)
     return torch.where(target_score == float("-inf"), _NEVER, greater)
 
 
@@ -160,7 +187,8 @@ def _chunk_ranks(
     autocast: AbstractContextManager,
     item_tile_size: int,
 ) -> torch.Tensor:
-    """Target ranks of one chunk of users: streamed over item tiles when the model supports it."""
+    """Target ranks of one chunk of users: streamed over item tiles when the model supports it (over this
+    process's items, ranks combined across processes, for a catalog-parallel model)."""
     if not supports_item_tiles(model):
         with autocast:
             scores = model.full_sort_scores(item_seq, item_seq_len)
@@ -173,7 +201,10 @@ def _chunk_ranks(
             scores = query @ model.scoring_items(start, stop).t()
         return _mask_scores(scores.float(), item_seq, start, mask_history)
 
-    return streaming_target_ranks(score_tile, target, model.n_items, item_tile_size)
+    shard = catalog_shard_of(model)
+    if shard is None:
+        return streaming_target_ranks(score_tile, target, model.n_items, item_tile_size)
+    return _tile_ranks(score_tile, target.long(), shard.start, shard.stop, item_tile_size, shard)
 
 
 @torch.no_grad()
@@ -199,7 +230,10 @@ def full_sort_evaluate(
         mask_history: give the items of each input sequence score -inf (RecBole's default is not to).
         bf16: score under bfloat16 autocast (ranks are computed in float32).
         dist: under data parallelism each process scores a contiguous shard of users and the sums are
-            all-reduced, so every process returns the same metrics.
+            all-reduced, so every process returns the same metrics. Leave it out for a catalog-parallel model
+            (:func:`~tedrec_fast.parallel.to_catalog_parallel`): every process then scores every user on its
+            own items and the target ranks are combined across processes (two all-reduces of one value per
+            user and chunk), giving exactly the metrics of the single-process model.
         item_tile_size: items per tile when streaming: one ``(batch_size, item_tile_size)`` score tile is alive
             (without streaming, one ``(batch_size, n_items)`` score matrix).
 
@@ -211,6 +245,9 @@ def full_sort_evaluate(
     if isinstance(item_tile_size, bool) or not isinstance(item_tile_size, int) or item_tile_size < 1:
         raise ValueError(f"full_sort_evaluate: item_tile_size must be a positive int, got {item_tile_size!r}")
     dist = dist or DistContext()
+    if dist.enabled and catalog_shard_of(model) is not None:
+        raise ValueError("full_sort_evaluate: a catalog-parallel model scores every user on every process; "
+                         "data parallelism (dist) cannot be combined with it")
     n_users = split.target.shape[0]
     start, stop = shard_bounds(n_users, dist.rank, dist.world_size)
     device = split.target.device

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from tedrec_fast.config import RunConfig
-from tedrec_fast.train.checkpoint import load_checkpoint, seed_everything
+from tedrec_fast.parallel import to_catalog_parallel
+from tedrec_fast.train.checkpoint import seed_everything
 from tedrec_fast.train.distributed import DistContext, init_distributed
 from tedrec_fast.train.evaluate import full_sort_evaluate
 from tedrec_fast.train.report import append_result_record, format_metrics_table, results_path
-from tedrec_fast.train.trainer import BEST_NAME, Trainer, TrainResult
+from tedrec_fast.train.trainer import BEST_NAME, CATALOG_NEEDS_PROCESSES, Trainer, TrainResult, load_run_checkpoint
 
 __all__ = ["CPU_SCHEDULE", "apply_cpu_schedule", "load_data", "build_recommender", "fusion_backend_name",
            "train_run", "evaluate_run", "encode_run"]
@@ -122,9 +123,12 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     """Train ``cfg`` end to end: data, text embeddings, model, :class:`Trainer`, metrics table, result record.
 
     ``explicit`` names the settings the user chose (flags or config file); on a CPU the others of
-    :data:`CPU_SCHEDULE` are replaced by the short schedule. Under ``torchrun`` every process calls this.
+    :data:`CPU_SCHEDULE` are replaced by the short schedule. Under ``torchrun`` every process calls this (data
+    parallel, or catalog parallel with ``cfg.train.catalog_parallel``).
     """
     dist, device = init_distributed(cfg.device)
+    if cfg.train.catalog_parallel and not dist.enabled:
+        raise ValueError(f"train_run: {CATALOG_NEEDS_PROCESSES}")
     say = print if dist.is_main else (lambda *a, **k: None)
     if device.type == "cpu":
         changed = apply_cpu_schedule(cfg, explicit)
@@ -136,10 +140,13 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     text = _text_embeddings(cfg, dataset, dist)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     model = build_recommender(cfg, dataset.n_items, text)
-    backend = fusion_backend_name(model, device, cfg.train.batch_size // dist.world_size, cfg.train.bf16)
+    parallel = "catalog" if cfg.train.catalog_parallel else "data"
+    per_process = cfg.train.batch_size if cfg.train.catalog_parallel else cfg.train.batch_size // dist.world_size
+    backend = fusion_backend_name(model, device, per_process, cfg.train.bf16)
     say(f"dataset {dataset.name}: {dataset.n_users} users, {dataset.n_items - 1} items, "
         f"{dataset.train.target.shape[0]} training sequences (data + text: {time.perf_counter() - started:.1f}s)")
-    say(f"model {cfg.model} | device {device} ({_device_name(device)}) x {dist.world_size} process(es) | "
+    say(f"model {cfg.model} | device {device} ({_device_name(device)}) x {dist.world_size} process(es)"
+        + (f", {parallel} parallel" if dist.enabled else "") + " | "
         f"spectral_fusion backend: {backend} | run dir {cfg.run_dir}")
     trainer = Trainer(model, dataset, cfg.train, device=device, output_dir=cfg.run_dir, resume=cfg.resume,
                       dist=dist, metadata=cfg.to_dict())
@@ -151,7 +158,8 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
         append_result_record(path, {
             "op": "train", "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "dataset": dataset.name, "model": cfg.model, "device": _device_name(device),
-            "world_size": dist.world_size, "fusion_backend": backend, "batch_size": cfg.train.batch_size,
+            "world_size": dist.world_size, "parallel": parallel if dist.enabled else None,
+            "fusion_backend": backend, "batch_size": cfg.train.batch_size,
             "bf16": cfg.train.bf16, "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run,
             "best_epoch": result.best_epoch, "encoder": cfg.encoder if text is not None else None,
             **{f"test_{k}": v for k, v in result.test.items()},
@@ -164,12 +172,14 @@ def evaluate_run(checkpoint: str | Path, overrides: dict[str, Any] | None = None
     """Evaluate a saved run (``best.pt``, ``last.pt`` or a run directory) on valid and test; prints a table.
 
     The run's settings come from the checkpoint; ``overrides`` (``device``, ``data_dir``, ``eval_batch_size``,
-    ``mask_history``, ...) replace them.
+    ``mask_history``, ...) replace them. The per-process files of a catalog-parallel run are merged
+    (:func:`~tedrec_fast.train.trainer.load_run_checkpoint`); under ``torchrun`` such a run is evaluated catalog
+    parallel again (the full table only in host memory), else in one process.
     """
     path = Path(checkpoint)
     if path.is_dir():
         path = path / BEST_NAME
-    state = load_checkpoint(path)
+    state = load_run_checkpoint(path)
     values = {**state.get("metadata", {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
     cfg = RunConfig.from_dict(values)
     dist, device = init_distributed(cfg.device)
@@ -180,13 +190,17 @@ def evaluate_run(checkpoint: str | Path, overrides: dict[str, Any] | None = None
         text = _text_embeddings(cfg, dataset, dist)
     model = build_recommender(cfg, dataset.n_items, text)
     model.load_state_dict(weights)
+    users = dist  # the processes that split the users
+    if cfg.train.catalog_parallel and dist.enabled:
+        model = to_catalog_parallel(model)
+        users = DistContext()  # every process scores every user, on its own items
     model.to(device)
     metrics = {}
     for name in ("valid", "test"):
         split = getattr(dataset, name)
         on_device = SimpleNamespace(**{a: getattr(split, a).to(device) for a in ("item_seq", "item_seq_len", "target")})
         metrics[name] = full_sort_evaluate(model, on_device, batch_size=cfg.train.eval_batch_size,
-                                           mask_history=cfg.train.mask_history, bf16=cfg.train.bf16, dist=dist)
+                                           mask_history=cfg.train.mask_history, bf16=cfg.train.bf16, dist=users)
     if dist.is_main:
         print(f"{path} (epoch {state.get('epoch')}), {cfg.model} on {dataset.name}, device {device}")
         print(format_metrics_table(metrics))

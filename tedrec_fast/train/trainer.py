@@ -11,11 +11,20 @@ shard of each global batch, its loss scaled by ``shard_size * world_size / batch
 averaged gradient equals the single-process gradient of the whole global batch. A final global batch
 smaller than the number of processes is dropped. Evaluation metrics are all-reduced; rank 0 logs and
 writes checkpoints.
+
+With ``catalog_parallel`` (:mod:`tedrec_fast.parallel.models`) the processes split the item table instead:
+the model is converted by :func:`~tedrec_fast.parallel.to_catalog_parallel` (no DDP), every process runs the
+whole global batch with the same permutation and random streams, gradient clipping takes the norm over all
+shards, and evaluation combines the ranks of each user's target across processes. Each process writes its
+own checkpoint files (``last.rank{r}-of-{W}.pt``, ``best.rank{r}-of-{W}.pt``: replicated weights, its rows
+and their optimiser state) and resumes from them with the same number of processes;
+:func:`load_run_checkpoint` merges them into a single-process checkpoint.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -28,17 +37,75 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from tedrec_fast.config import TrainConfig
+from tedrec_fast.parallel import (
+    catalog_shard_of,
+    check_replicated,
+    merge_catalog_state_dicts,
+    sharded_state_keys,
+    to_catalog_parallel,
+)
+from tedrec_fast.parallel.models import clip_grad_norm_ as clip_catalog_grad_norm_
 from tedrec_fast.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic, seed_everything
 from tedrec_fast.train.distributed import DistContext, shard_bounds
 from tedrec_fast.train.evaluate import SplitLike, full_sort_evaluate
 from tedrec_fast.train.report import JsonlLog
 
-__all__ = ["Trainer", "TrainResult", "DatasetLike", "SELECTION_METRIC", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME"]
+__all__ = ["Trainer", "TrainResult", "DatasetLike", "SELECTION_METRIC", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME",
+           "CATALOG_NEEDS_PROCESSES", "shard_file_name", "load_run_checkpoint"]
 
 #: early stopping and best-checkpoint selection use this valid metric
 SELECTION_METRIC = "ndcg@10"
 #: files in the run directory
 CHECKPOINT_NAME, BEST_NAME, LOG_NAME = "last.pt", "best.pt", "log.jsonl"
+#: the error of ``catalog_parallel`` in a single process
+CATALOG_NEEDS_PROCESSES = ("catalog_parallel shards the item table across processes: run under torchrun with "
+                           "--nproc_per_node 2 or more")
+
+
+def shard_file_name(name: str, rank: int | str, world_size: int | str) -> str:
+    """``"last.pt"`` -> ``"last.rank0-of-2.pt"``: the file process ``rank`` of a catalog-parallel run writes."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.rank{rank}-of-{world_size}{dot}{suffix}"
+
+
+def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint the :class:`Trainer` wrote: ``path`` itself or, when ``path`` is absent and a catalog-parallel
+    run wrote its per-process files in its place (``best.rank0-of-2.pt``, ...), those files merged.
+
+    The merged checkpoint holds ``model`` (and ``best_model``) as single-process state dicts and the other
+    entries of rank 0's file, without optimiser state.
+
+    Raises:
+        ValueError: no such checkpoint, or per-process files that are incomplete or of different epochs.
+    """
+    path = Path(path)
+    if path.is_file():
+        return load_checkpoint(path)
+    pattern = re.compile(re.escape(shard_file_name(path.name, "@", "@")).replace("@", r"(\d+)"))
+    layouts: dict[int, dict[int, Path]] = {}
+    for candidate in path.parent.glob(shard_file_name(path.name, "*", "*")):
+        match = pattern.fullmatch(candidate.name)
+        if match:
+            layouts.setdefault(int(match[2]), {})[int(match[1])] = candidate
+    if not layouts:
+        return load_checkpoint(path)  # raises: no such file
+    if len(layouts) > 1:
+        raise ValueError(f"load_run_checkpoint: {path.parent} holds catalog-parallel files of {sorted(layouts)} "
+                         f"processes for {path.name}; keep one run per directory")
+    world_size, files = layouts.popitem()
+    if sorted(files) != list(range(world_size)):
+        raise ValueError(f"load_run_checkpoint: {path.parent} lacks some of the {world_size} files "
+                         f"{shard_file_name(path.name, '*', world_size)} (has ranks {sorted(files)})")
+    states = [load_checkpoint(files[rank]) for rank in range(world_size)]
+    if len({state["epoch"] for state in states}) > 1:
+        raise ValueError(f"load_run_checkpoint: the files {shard_file_name(path.name, '*', world_size)} in "
+                         f"{path.parent} are from different epochs (an interrupted save)")
+    keys = states[0]["catalog"]["sharded_keys"]
+    merged = {k: v for k, v in states[0].items() if k not in ("optimizer", "catalog")}
+    for entry in ("model", "best_model"):
+        if merged.get(entry) is not None:
+            merged[entry] = merge_catalog_state_dicts([state[entry] for state in states], keys)
+    return merged
 
 
 class DatasetLike(Protocol):
@@ -109,12 +176,19 @@ class Trainer:
             ``log.jsonl`` (one record per epoch); ``None`` writes nothing.
         resume: continue from ``output_dir/last.pt`` if it exists (else start fresh). In deterministic mode a
             resumed run ends bit-identical to an uninterrupted one. Under data parallelism every process
-            restores rank 0's RNG states.
+            restores rank 0's RNG states; under catalog parallelism each process its own file.
         dist: the process group (default: one process).
         metadata: JSON-like mapping stored in the checkpoints (``tedrec-fast evaluate`` reads it).
 
     The constructor seeds the global torch RNGs and the shuffling generator with ``config.seed`` (and sets
     deterministic mode as configured), so seed before building the model too for reproducible inits.
+    With ``config.catalog_parallel`` the constructor converts ``model`` in place
+    (:func:`~tedrec_fast.parallel.to_catalog_parallel`, unless already converted) before moving it to ``device``,
+    and checks that its replicated weights agree across processes.
+
+    Raises:
+        ValueError: ``catalog_parallel`` with one process (:data:`CATALOG_NEEDS_PROCESSES`); see also
+            :func:`~tedrec_fast.parallel.to_catalog_parallel`.
     """
 
     def __init__(
@@ -137,16 +211,23 @@ class Trainer:
         if resume and output_dir is None:
             raise ValueError("Trainer: resume=True needs an output_dir")
         self.dist = dist or DistContext()
+        self.catalog_parallel = self.config.catalog_parallel
+        if self.catalog_parallel:
+            model = self._catalog_model(model)
+        #: the processes that split the batch and the users (one process under catalog parallelism)
+        self.data_dist = DistContext() if self.catalog_parallel else self.dist
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         seed_everything(self.config.seed, self.config.deterministic)
         self.model = model.to(self.device)
+        if self.catalog_parallel:
+            check_replicated(self.model)
         self.splits = {name: _to_device(getattr(dataset, name), name, self.device)
                        for name in ("train", "valid", "test")}
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.config.seed)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         loss_module = _LossModule(model)
-        if self.dist.enabled:
+        if self.data_dist.enabled:
             ids = [self.device] if self.device.type == "cuda" else None
             loss_module = DistributedDataParallel(loss_module, device_ids=ids)
         self.loss_module = loss_module
@@ -160,10 +241,22 @@ class Trainer:
         self.best_valid: dict[str, float] = {}
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_seconds: list[float] = []
-        if resume and (self.output_dir / CHECKPOINT_NAME).is_file():
-            self._resume()
+        state = self._resume_state() if resume else None
+        if state is not None:
+            self._resume(state)
         elif self.log is not None:
             self.log.truncate_after(0)
+
+    def _catalog_model(self, model: nn.Module) -> nn.Module:
+        if not self.dist.enabled:
+            raise ValueError(f"Trainer: {CATALOG_NEEDS_PROCESSES}")
+        if catalog_shard_of(model) is None:
+            model = to_catalog_parallel(model)
+        shard = catalog_shard_of(model)
+        if (shard.rank, shard.world_size) != (self.dist.rank, self.dist.world_size):
+            raise ValueError(f"Trainer: the model is sharded as rank {shard.rank} of {shard.world_size}, but dist is "
+                             f"rank {self.dist.rank} of {self.dist.world_size}")
+        return model
 
     # ------------------------------------------------------------------ training
     def _autocast(self):
@@ -171,14 +264,14 @@ class Trainer:
 
     def _steps_per_epoch(self, n: int) -> int:
         batch = self.config.batch_size
-        steps = n // batch + (1 if n % batch >= self.dist.world_size else 0)
+        steps = n // batch + (1 if n % batch >= self.data_dist.world_size else 0)
         if self.config.max_steps_per_epoch is not None:
             steps = min(steps, self.config.max_steps_per_epoch)
         return steps
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the (shuffled) training set; returns the mean training loss over all processes."""
-        cfg, split = self.config, self.splits["train"]
+        cfg, split, data = self.config, self.splits["train"], self.data_dist
         n = split.target.shape[0]
         perm = torch.randperm(n, generator=self.generator, device=self.device)
         steps = self._steps_per_epoch(n)
@@ -191,14 +284,16 @@ class Trainer:
         for step in range(steps):
             global_idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             global_size = global_idx.shape[0]
-            lo, hi = shard_bounds(global_size, self.dist.rank, self.dist.world_size)
+            lo, hi = shard_bounds(global_size, data.rank, data.world_size)
             idx = global_idx[lo:hi]
             with self._autocast():
                 loss = self.loss_module(split.item_seq[idx], split.item_seq_len[idx], split.target[idx])
-            scale = (hi - lo) * self.dist.world_size / global_size
+            scale = (hi - lo) * data.world_size / global_size
             self.optimizer.zero_grad(set_to_none=True)
             (loss * scale if scale != 1 else loss).backward()
-            if cfg.grad_clip is not None:
+            if cfg.grad_clip is not None and self.catalog_parallel:
+                clip_catalog_grad_norm_(self.model, cfg.grad_clip)
+            elif cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             loss_sum += loss.detach().double() * (hi - lo)
@@ -208,7 +303,7 @@ class Trainer:
                 rate = (step + 1) * cfg.batch_size / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}", seq_per_s=f"{rate:.0f}")
         bar.close()
-        totals = self.dist.all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(seen))]))
+        totals = data.all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(seen))]))
         total_loss, total_seen = totals.tolist()
         return total_loss / total_seen if total_seen else math.nan
 
@@ -218,7 +313,7 @@ class Trainer:
             raise ValueError(f"Trainer.evaluate: split must be 'valid' or 'test', got {split!r}")
         cfg = self.config
         return full_sort_evaluate(self.model, self.splits[split], batch_size=cfg.eval_batch_size,
-                                  mask_history=cfg.mask_history, bf16=cfg.bf16, dist=self.dist)
+                                  mask_history=cfg.mask_history, bf16=cfg.bf16, dist=self.data_dist)
 
     def fit(self) -> TrainResult:
         """Train until ``epochs`` or early stopping, restore the best weights, evaluate them on the test split."""
@@ -260,13 +355,24 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ checkpoints
+    def _path(self, name: str) -> Path:
+        """Where this process writes checkpoint ``name`` (its own file under catalog parallelism)."""
+        if self.catalog_parallel:
+            name = shard_file_name(name, self.dist.rank, self.dist.world_size)
+        return self.output_dir / name
+
     def _save(self, improved: bool) -> None:
-        if self.output_dir is None or not self.dist.is_main:
+        if self.output_dir is None or not (self.dist.is_main or self.catalog_parallel):
             return
         common = {"metadata": self.metadata, "train_config": asdict(self.config)}
+        if self.catalog_parallel:
+            shard = catalog_shard_of(self.model)
+            common["catalog"] = {"rank": shard.rank, "world_size": shard.world_size, "start": shard.start,
+                                 "stop": shard.stop, "n_items": shard.n_items,
+                                 "sharded_keys": list(sharded_state_keys(self.model))}
         if improved:
             save_atomic({"model": self.best_state, "epoch": self.epoch, "valid": self.best_valid, **common},
-                        self.output_dir / BEST_NAME)
+                        self._path(BEST_NAME))
         save_atomic(
             {
                 "epoch": self.epoch,
@@ -281,11 +387,32 @@ class Trainer:
                 "train_seconds": self.train_seconds,
                 **common,
             },
-            self.output_dir / CHECKPOINT_NAME,
+            self._path(CHECKPOINT_NAME),
         )
 
-    def _resume(self) -> None:
-        state = load_checkpoint(self.output_dir / CHECKPOINT_NAME)
+    def _resume_state(self) -> dict[str, Any] | None:
+        """This process's last checkpoint, or ``None`` to start fresh; raises if the processes disagree or only
+        checkpoints of another parallel layout exist."""
+        path = self._path(CHECKPOINT_NAME)
+        state = load_checkpoint(path) if path.is_file() else None
+        if self.catalog_parallel:
+            epoch = float(state["epoch"]) if state is not None else -1.0
+            newest, oldest = self.dist.all_reduce_max(
+                torch.tensor([epoch, -epoch], dtype=torch.float64, device=self.device)).tolist()
+            if newest != -oldest:
+                pattern = shard_file_name(CHECKPOINT_NAME, "*", self.dist.world_size)
+                raise RuntimeError(f"Trainer: cannot resume: the files {pattern} in {self.output_dir} are missing "
+                                   "or from different epochs on some processes (an interrupted save)")
+        if state is None:
+            others = [p.name for p in self.output_dir.glob(shard_file_name(CHECKPOINT_NAME, "*", "*"))]
+            others += [CHECKPOINT_NAME] if (self.output_dir / CHECKPOINT_NAME).is_file() else []
+            if others:
+                raise ValueError(f"Trainer: cannot resume: {self.output_dir} holds {sorted(others)}, written with "
+                                 f"another parallel layout than this run's {path.name} (catalog_parallel and the "
+                                 "number of processes must match)")
+        return state
+
+    def _resume(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"], self.device, self.generator)
@@ -299,4 +426,4 @@ class Trainer:
         if self.log is not None:
             self.log.truncate_after(self.epoch)
         if self.dist.is_main and self.config.progress:
-            tqdm.write(f"resumed from {self.output_dir / CHECKPOINT_NAME} after epoch {self.epoch}")
+            tqdm.write(f"resumed from {self._path(CHECKPOINT_NAME)} after epoch {self.epoch}")

@@ -6,6 +6,10 @@ On a synthetic catalog (Zipf item popularity, random text embeddings) at |V| in
 * ``"op": "full_catalog_cross_entropy"`` records: forward + backward of the fused loss against the torch
   reference (which materialises ``B x |V|`` logits) and against three GEMMs of the same shapes (the
   compute floor: logits, ``G @ C``, ``G.T @ Q``), with the extra peak memory of each.
+  Where installed, the public fused linear-cross-entropy kernels (Liger-Kernel's FLCE, Apple's Cut
+  Cross-Entropy) join the record (``<name>_ms``, ``<name>_peak_mem_bytes``): they support neither
+  temperature nor L2-normalised operands, so their step normalises and scales copies first, as a user
+  of them must (:func:`public_kernel_steps`).
 * ``"op": "train_step"`` records: one optimiser step of TedRec (fused op, fused loss) at catalog size V;
   ``items_per_s`` is training sequences (one target item each) per second.
 
@@ -18,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from tedrec_fast import full_catalog_cross_entropy
 
-__all__ = ["CATALOG_SIZES", "CatalogCase", "zipf_items", "peak_extra_bytes", "loss_record", "train_step_record"]
+__all__ = ["CATALOG_SIZES", "CatalogCase", "zipf_items", "peak_extra_bytes", "public_kernel_steps", "loss_record",
+           "train_step_record"]
 
 CATALOG_SIZES = (60_000, 1_000_000, 4_000_000, 10_000_000)
 Timer = Callable[[Callable[[], None]], float]
@@ -66,6 +72,45 @@ def _guarded(step: Callable[[], None], timer: Timer, device: str) -> tuple[float
         return None, None
 
 
+def public_kernel_steps(query: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                        temperature: float = 0.07) -> dict[str, Callable[[], None]]:
+    """Forward + backward of each installed public fused linear-cross-entropy kernel on TedRec's loss.
+
+    The loss is ``CE(normalize(query) / temperature @ normalize(items).T)``: the kernels get the
+    normalised, temperature-scaled copies (made inside the step, so their time and memory count).
+    Returns ``{"liger_flce": step, "cut_cross_entropy": step}`` for those importable here.
+    """
+    steps: dict[str, Callable[[], None]] = {}
+
+    def scaled() -> tuple[torch.Tensor, torch.Tensor]:
+        return F.normalize(query, dim=-1) / temperature, F.normalize(items, dim=-1)
+
+    try:
+        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+    except ImportError:
+        pass
+    else:
+        liger_loss = LigerFusedLinearCrossEntropyLoss()
+
+        def liger() -> None:
+            q, c = scaled()
+            torch.autograd.grad(liger_loss(c, q, targets), (query, items))
+
+        steps["liger_flce"] = liger
+    try:
+        from cut_cross_entropy import linear_cross_entropy
+    except ImportError:
+        pass
+    else:
+
+        def cce() -> None:
+            q, c = scaled()
+            torch.autograd.grad(linear_cross_entropy(q, c, targets), (query, items))
+
+        steps["cut_cross_entropy"] = cce
+    return steps
+
+
 def loss_record(case: CatalogCase, timer: Timer, device: str = "cuda", fused_backend: str = "triton") -> dict:
     """Forward + backward of the fused loss, the reference and three GEMMs at ``case``'s shape."""
     dtype = getattr(torch, case.dtype)
@@ -88,6 +133,9 @@ def loss_record(case: CatalogCase, timer: Timer, device: str = "cuda", fused_bac
     ms, peak = _guarded(loss_step(fused_backend), timer, device)
     ref_ms, ref_peak = _guarded(loss_step("torch"), timer, device)
     gemm_ms, _ = _guarded(gemms, timer, device)
+    public = {}
+    for name, step in public_kernel_steps(query, items, targets).items():
+        public[f"{name}_ms"], public[f"{name}_peak_mem_bytes"] = _guarded(step, timer, device)
     return {
         "op": "full_catalog_cross_entropy", "backend": fused_backend, "direction": "fwd+bwd", "dtype": case.dtype,
         "B": case.B, "d": case.d, "V": case.V,
@@ -96,7 +144,7 @@ def loss_record(case: CatalogCase, timer: Timer, device: str = "cuda", fused_bac
         "vs_gemm3": round(ms / gemm_ms, 3) if ms and gemm_ms else None,
         "peak_mem_bytes": peak, "ref_peak_mem_bytes": ref_peak,
         "memory_frac": round(peak / ref_peak, 5) if peak is not None and ref_peak else None,
-        "oom": ms is None, "ref_oom": ref_ms is None,
+        "oom": ms is None, "ref_oom": ref_ms is None, **public,
     }
 
 

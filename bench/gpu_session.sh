@@ -6,6 +6,8 @@
 #   bash bench/gpu_session.sh catalog   the large-catalog table
 #
 # Results and logs go to $OUT (the device tool brings them back) or bench/results/.
+# Wheels carried in .whl/ (git-ignored; e.g. the public fused cross-entropy kernels the catalog table
+# compares with: `pip download --no-deps -d .whl liger-kernel cut-cross-entropy`) are installed first.
 # The install builds the extension tedrec_fast._C when torch is a CUDA build and a toolkit is found
 # (setup.py: cuda_extension_wanted); the NVRTC loader needs CuPy (preinstalled on the lent machines).
 set -uo pipefail
@@ -15,6 +17,9 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 stage="${1:-tests}"
 
+if compgen -G ".whl/*.whl" > /dev/null; then
+  pip install -q --no-index --no-deps .whl/*.whl 2>&1 | tail -5
+fi
 pip install -q -e . --no-deps --no-build-isolation 2>&1 | tail -5
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 tedrec-fast backends | tee "$out/backends.txt"

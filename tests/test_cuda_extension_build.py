@@ -34,7 +34,7 @@ import pytest
 
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
 from tedrec_fast.cuda.sources import cache_dir
-from tests.test_cuda_compile import STB_GLOBAL, elf_function_symbols, elf_sections, find_nvcc
+from tests.test_cuda_compile import STB_GLOBAL, elf_function_symbols, elf_section_data, find_nvcc
 
 ENABLE_ENV = "TEDREC_FAST_TEST_EXTENSION_BUILD"
 REPO = Path(__file__).resolve().parents[1]
@@ -218,10 +218,9 @@ def test_cuda_extension_builds_and_loads(toolkit: Path, cuda_torch: Path, tmp_pa
     assert set(KERNEL_SIGNATURES) <= stubs, f"no host stub for {sorted(set(KERNEL_SIGNATURES) - stubs)}"
 
     # device side: the fat binary's images, and the kernels each cubin defines
-    sections = elf_sections(image)
-    assert ".nv_fatbin" in sections, f"no .nv_fatbin section in {so.name}"
-    _, offset, size, _, _ = sections[".nv_fatbin"]
-    images = fatbin_images(image[offset:offset + size])
+    fatbin = elf_section_data(image, ".nv_fatbin")
+    assert fatbin is not None, f"no .nv_fatbin section in {so.name}"
+    images = fatbin_images(fatbin)
     assert {(kind, arch) for kind, arch, _ in images} == FATBIN_IMAGES
     for kind, arch, payload in images:
         if kind != "cubin":

@@ -14,6 +14,8 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -46,6 +48,23 @@ void check(cudaError_t status, const char* call, const std::string& kernel) {
     }
 }
 
+// Raise the kernel's dynamic shared memory limit to `smem` when it is above the default, once per
+// (kernel, device, larger size): not on every launch, and so not inside a CUDA graph capture that
+// replays launches of a size already seen.
+void opt_in_dynamic_smem(const void* f, std::size_t smem, const std::string& kernel) {
+    if (smem <= static_cast<std::size_t>(kDefaultDynamicSmem)) return;
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice", kernel);
+    static std::mutex mutex;
+    static std::map<std::pair<const void*, int>, std::size_t> granted;
+    std::lock_guard<std::mutex> lock(mutex);
+    std::size_t& current = granted[{f, device}];
+    if (smem <= current) return;
+    check(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize)", kernel);
+    current = smem;
+}
+
 void launch(const std::string& kernel, std::array<unsigned int, 3> grid, std::array<unsigned int, 3> block,
             std::size_t smem, std::uintptr_t stream, const py::bytes& packed, const std::vector<std::size_t>& offsets) {
     const void* f = find_kernel(kernel);
@@ -64,10 +83,7 @@ void launch(const std::string& kernel, std::array<unsigned int, 3> grid, std::ar
     // `packed` stays referenced by the caller's frame, so its bytes outlive the launch call; the
     // runtime copies the parameters before cudaLaunchKernel returns
     py::gil_scoped_release nogil;
-    if (smem > static_cast<std::size_t>(kDefaultDynamicSmem)) {
-        check(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-              "cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize)", kernel);
-    }
+    opt_in_dynamic_smem(f, smem, kernel);
     check(cudaLaunchKernel(f, dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), params.data(), smem,
                            reinterpret_cast<cudaStream_t>(stream)),
           "cudaLaunchKernel", kernel);

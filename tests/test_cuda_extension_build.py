@@ -241,7 +241,9 @@ def test_cuda_extension_builds_and_loads(toolkit: Path, cuda_torch: Path, tmp_pa
     assert sorted(report["names"]) == sorted(KERNEL_SIGNATURES)
     assert report["unknown"][0] == "KeyError" and "no_such_kernel" in report["unknown"][1]
     assert report["offset"][0] == "ValueError" and "99" in report["offset"][1]
-    for case, call in (("launch", "cudaLaunchKernel"), ("smem", "cudaFuncSetAttribute")):
+    # without a GPU the first CUDA call fails: the launch itself, or (above 48 KiB of shared memory) the
+    # device query before the one-time opt-in
+    for case, call in (("launch", "cudaLaunchKernel"), ("smem", "cudaGetDevice")):
         kind, message = report[case]
         assert kind == "RuntimeError" and "tedrec_fusion_backward_bias" in message and call in message, report[case]
 

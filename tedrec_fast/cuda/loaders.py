@@ -11,9 +11,11 @@ on the current torch stream, straight on the tensors' memory (no copies).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 
@@ -50,15 +52,26 @@ class ExtensionLoader(Loader):
 
     name = "extension"
 
-    def _module(self):
-        return importlib.import_module("tedrec_fast._C")
-
-    def unavailable(self) -> str | None:
+    @staticmethod
+    @functools.cache
+    def _import() -> ModuleType | str:
+        """The extension module, or why it cannot be imported (tried once per process: dispatch asks per call)."""
         try:
-            self._module()
+            return importlib.import_module("tedrec_fast._C")
         except ImportError as exc:
             return (f"tedrec_fast._C is not built ({exc}); reinstall with a CUDA toolkit, a CUDA build of torch "
                     "and TEDREC_FAST_BUILD_CUDA=1")
+
+    def _module(self) -> ModuleType:
+        module = self._import()
+        if isinstance(module, str):
+            raise RuntimeError(module)
+        return module
+
+    def unavailable(self) -> str | None:
+        module = self._import()
+        if isinstance(module, str):
+            return module
         if not torch.cuda.is_available():
             return "no CUDA device"
         return None

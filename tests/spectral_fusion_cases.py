@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from tedrec_fast import spectral_fusion
+from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
 
-__all__ = ["reference_with_grads", "assert_close_scaled", "non_contiguous_copies"]
+__all__ = ["reference_with_grads", "assert_close_scaled", "non_contiguous_copies", "check_batch_zero"]
 
 
 def reference_with_grads(inputs: tuple[torch.Tensor, ...], grad: torch.Tensor):
@@ -37,3 +39,13 @@ def non_contiguous_copies(inputs: tuple[torch.Tensor, ...], device: str) -> tupl
         dst.copy_(src)
     assert not (E_nc.is_contiguous() or T_nc.is_contiguous() or cw_nc.is_contiguous() or gi_nc.is_contiguous())
     return E_nc, T_nc, cw_nc, gi_nc, gi_b, gf_w, gf_b
+
+
+def check_batch_zero(backend: str, device: str) -> None:
+    """An empty batch through the op: an empty output and zero gradients for every input."""
+    inputs = random_inputs(0, 50, 16, torch.float32, device, requires_grad=True)
+    out = spectral_fusion(*inputs, backend=backend)
+    assert out.shape == (0, 50, 16)
+    out.sum().backward()
+    for x in inputs:
+        assert x.grad is not None and x.grad.shape == x.shape and not x.grad.any()

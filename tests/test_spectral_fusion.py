@@ -17,7 +17,12 @@ from tedrec_fast import spectral_fusion
 from tedrec_fast.kernels import spectral_fusion as kernels
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference, spectral_fusion_reference
-from tests.spectral_fusion_cases import assert_close_scaled, non_contiguous_copies, reference_with_grads
+from tests.spectral_fusion_cases import (
+    assert_close_scaled,
+    check_batch_zero,
+    non_contiguous_copies,
+    reference_with_grads,
+)
 from tests.tolerances import BACKWARD, FORWARD
 
 NS = (1, 2, 3, 7, 50, 64, 100)
@@ -126,12 +131,7 @@ def test_triton_non_contiguous_inputs(device: str) -> None:
 
 
 def test_triton_batch_zero(device: str) -> None:
-    inputs = random_inputs(0, 50, 16, torch.float32, device, requires_grad=True)
-    out = spectral_fusion(*inputs, backend="triton")
-    assert out.shape == (0, 50, 16)
-    out.sum().backward()
-    for x in inputs:
-        assert x.grad is not None and x.grad.shape == x.shape and not x.grad.any()
+    check_batch_zero("triton", device)
 
 
 def test_triton_nan_stays_in_its_sequence(device: str) -> None:

@@ -22,7 +22,12 @@ from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.op import MAX_D, MAX_N
 from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
 from tests.conftest import DEVICE
-from tests.spectral_fusion_cases import assert_close_scaled, non_contiguous_copies, reference_with_grads
+from tests.spectral_fusion_cases import (
+    assert_close_scaled,
+    check_batch_zero,
+    non_contiguous_copies,
+    reference_with_grads,
+)
 from tests.tolerances import BACKWARD, FORWARD
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -151,12 +156,7 @@ def test_autograd_through_the_op() -> None:
 
 @pytest.mark.usefixtures("cuda_backend_runs_here")
 def test_batch_zero() -> None:
-    inputs = random_inputs(0, 50, 16, torch.float32, DEVICE, requires_grad=True)
-    out = spectral_fusion(*inputs, backend="cuda")
-    assert out.shape == (0, 50, 16)
-    out.sum().backward()
-    for x in inputs:
-        assert x.grad is not None and x.grad.shape == x.shape and not x.grad.any()
+    check_batch_zero("cuda", DEVICE)
 
 
 @pytest.mark.usefixtures("cuda_backend_runs_here")

@@ -9,52 +9,37 @@ numbers not measured on a GPU are written nowhere.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
 import re
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from bench.catalog import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
+from bench.environment import run_header, write_json
 from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms, winners
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def measure(cases: list[Case], device: str = "cuda", budget_s: float | None = None) -> dict:
+    """Time every case and its eager reference; returns the results document.
 
-
-def _header(device: str) -> dict:
-    import triton
-
-    from tedrec_fast.cuda.loaders import loaders_report
-
-    return {
-        "cuda_loaders": {row["name"]: row["reason"] or "available" for row in loaders_report()},
-        "device": torch.cuda.get_device_name(device),
-        "date": dt.date.today().isoformat(),
-        "commit": _commit(),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-    }
-
-
-def measure(cases: list[Case], device: str = "cuda") -> dict:
-    """Time every case and its eager reference; returns the results document."""
+    With ``budget_s``, no case starts once that many seconds have passed; the document then says how many
+    cases were measured (``"incomplete"``).
+    """
+    started = time.perf_counter()
     ceiling = copy_gbps(device)
     ref_cache: dict[tuple, float] = {}
     records = []
+    tried = 0
     for case in cases:
+        if budget_s is not None and time.perf_counter() - started > budget_s:
+            print(f"time budget of {budget_s:.0f} s spent: {len(cases) - tried} cases not run", file=sys.stderr)
+            break
+        tried += 1
         key = (case.direction, case.dtype, case.B, case.n, case.d)
         try:
             if key not in ref_cache:
@@ -67,6 +52,10 @@ def measure(cases: list[Case], device: str = "cuda") -> dict:
             print(f"{case.id}: out of memory, skipped", file=sys.stderr)
             torch.cuda.empty_cache()
             continue
+        except Exception as exc:  # a compile or launch failure of one case must not lose the others
+            print(f"{case.id}: FAILED, skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+            torch.cuda.empty_cache()
+            continue
         bytes_ = floor_bytes(case)
         gbps = bytes_ / ms / 1e6
         records.append({
@@ -77,7 +66,10 @@ def measure(cases: list[Case], device: str = "cuda") -> dict:
         })
         print(json.dumps(records[-1]), flush=True)
         torch.cuda.empty_cache()
-    return {**_header(device), "copy_gbps": round(ceiling, 1), "records": records, "winners": winners(records)}
+    document = {**run_header(device), "copy_gbps": round(ceiling, 1), "records": records, "winners": winners(records)}
+    if tried < len(cases):
+        document["incomplete"] = {"cases_tried": tried, "cases": len(cases)}
+    return document
 
 
 def measure_catalog(sizes: tuple[int, ...] = CATALOG_SIZES, device: str = "cuda") -> dict:
@@ -92,7 +84,7 @@ def measure_catalog(sizes: tuple[int, ...] = CATALOG_SIZES, device: str = "cuda"
         records.append(train_step_record(V, timer, device))
         print(json.dumps(records[-1]), flush=True)
         torch.cuda.empty_cache()
-    return {**_header(device), "records": records}
+    return {**run_header(device), "records": records}
 
 
 def plot(document: dict, path: Path) -> None:
@@ -120,9 +112,7 @@ def write(document: dict, out_dir: Path = RESULTS, suffix: str = "") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", document["device"]).strip("-").lower()
     path = out_dir / f"{document['date']}_{gpu}{suffix}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(document, path)
     plot(document, path.with_suffix(".png"))
     return path
 
@@ -133,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--catalog", action="store_true", help="the large-catalog table instead")
     parser.add_argument("--catalog-sizes", type=int, nargs="+", default=list(CATALOG_SIZES))
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no spectral-fusion case after this many seconds (the target shape runs first)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("python -m bench needs a CUDA device (none here); `pytest bench/` runs CPU reference sizes.",
@@ -142,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write(measure_catalog(tuple(args.catalog_sizes)), args.out_dir, '_catalog')}")
         return 0
     cases = [c for c in GPU_CASES if args.filter in c.id]
-    print(f"wrote {write(measure(cases), args.out_dir)}")
+    print(f"wrote {write(measure(cases, budget_s=args.budget_s), args.out_dir)}")
     return 0
 
 

@@ -5,6 +5,7 @@
     tedrec-fast train [--config FILE] [flags]  # no flags: TedRec on ml-100k, MiniLM texts, cuda or cpu
     tedrec-fast evaluate --checkpoint PATH
     tedrec-fast compare [--dataset online-retail] [--models sasrec,unisrec,tssr,tedrec] [flags]
+    tedrec-fast compare --dataset online-retail --from-records bench/results/train_*.json   # no training
     torchrun --nproc_per_node N -m tedrec_fast.cli train ...   # data parallel
     torchrun --nproc_per_node N -m tedrec_fast.cli train --catalog-parallel ...   # item table sharded
 
@@ -46,7 +47,9 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad-clip", dest="grad_clip", type=float, help="clip the gradient norm")
     parser.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int,
                         help="cap optimizer steps per epoch (0: no cap)")
-    parser.add_argument("--fusion-backend", dest="fusion_backend", help="auto, triton or torch")
+    parser.add_argument("--max-minutes", dest="max_minutes", type=float,
+                        help="wall-clock budget: start no epoch after this many minutes, then test the best weights")
+    parser.add_argument("--fusion-backend", dest="fusion_backend", help="auto, triton, cuda or torch")
     parser.add_argument("--output-dir", dest="output_dir", help="run directory (default runs/<dataset>-<model>)")
     parser.add_argument("--results-dir", dest="results_dir", help="where result records go (bench/results)")
     for flag, text in (("resume", "continue the run in --output-dir from its last checkpoint"),
@@ -92,12 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--models", default=None,
                          help="comma-separated model names (default sasrec,unisrec,tssr,tedrec); the table and "
                               "chart go to --output-dir (default runs/compare-<dataset>)")
+    compare.add_argument("--from-records", dest="from_records", nargs="+", metavar="FILE", default=None,
+                         help="train nothing: tabulate the last 'op': 'train' record of each model on --dataset "
+                              "in these result files (bench/results/train_*.json)")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {k: v for k, v in vars(args).items()
-              if k not in ("command", "config", "checkpoint", "models") and v is not None}
+              if k not in ("command", "config", "checkpoint", "models", "from_records") and v is not None}
     if values.get("max_steps_per_epoch") == 0:
         values["max_steps_per_epoch"] = None
     return values
@@ -169,9 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "encode":
         run.encode_run(cfg)
     elif args.command == "compare":
-        from tedrec_fast.train.compare import DEFAULT_MODELS, compare_run
+        from tedrec_fast.train.compare import DEFAULT_MODELS, compare_recorded, compare_run
 
-        compare_run(cfg, args.models or DEFAULT_MODELS, _explicit(args))
+        if args.from_records:
+            compare_recorded(cfg, args.from_records, args.models)
+        else:
+            compare_run(cfg, args.models or DEFAULT_MODELS, _explicit(args))
     else:
         run.train_run(cfg, _explicit(args))
     return 0

@@ -61,6 +61,9 @@ class TrainConfig:
         mask_history: give the items of the input sequence score -inf in evaluation (RecBole does not).
         log_every: steps between progress-bar loss updates (the only per-step host synchronisation).
         max_steps_per_epoch: cap on optimizer steps per epoch (``None``: the whole training set).
+        max_minutes: wall-clock budget of :meth:`~tedrec_fast.train.Trainer.fit` in this process: no epoch
+            starts once it is spent (the epoch running then finishes); the best weights are tested as after
+            early stopping and the result says ``stop_reason == "time budget"`` (``None``: no budget).
         progress: show tqdm progress bars.
         catalog_parallel: under ``torchrun``, shard the item table (and its optimiser state) across the
             processes instead of the batch: every process runs the whole batch and the softmax normaliser is
@@ -81,6 +84,7 @@ class TrainConfig:
     mask_history: bool = False
     log_every: int = 10
     max_steps_per_epoch: int | None = None
+    max_minutes: float | None = None
     progress: bool = True
     catalog_parallel: bool = False
 
@@ -96,6 +100,10 @@ class TrainConfig:
             raise ValueError(f"{owner}: lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:
             raise ValueError(f"{owner}: weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_minutes is not None:
+            _check_type(owner, "max_minutes", self.max_minutes, (int, float))
+            if not self.max_minutes > 0:
+                raise ValueError(f"{owner}: max_minutes must be > 0 or None, got {self.max_minutes}")
         if self.grad_clip is not None:
             _check_type(owner, "grad_clip", self.grad_clip, (int, float))
             if not self.grad_clip > 0:

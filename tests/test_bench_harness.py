@@ -96,3 +96,26 @@ def test_public_kernels_are_left_out_when_not_installed(monkeypatch) -> None:
                  "liger_kernel.transformers.fused_linear_cross_entropy", "cut_cross_entropy"):
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
     assert public_kernel_steps(torch.randn(2, 3), torch.randn(4, 3), torch.tensor([0, 1])) == {}
+
+
+def test_measure_runs_the_target_shape_first_survives_failures_and_keeps_its_budget(monkeypatch) -> None:
+    import bench.__main__ as main_module
+    from bench.spectral_fusion import TARGET_SHAPE
+
+    clock = iter(range(1000))  # each perf_counter() call: one second later
+    monkeypatch.setattr(main_module.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(main_module, "copy_gbps", lambda device: 3000.0)
+    monkeypatch.setattr(main_module, "run_header", lambda device: {"device": "stand-in"})
+    monkeypatch.setattr(main_module, "time_ms", lambda step, device: step())
+
+    def make_step(case, backend=None, device="cuda"):
+        if (backend or case.backend) == "cuda":
+            raise RuntimeError("launch failed")  # one backend broken: the others are still measured
+        return lambda: 1.0
+
+    monkeypatch.setattr(main_module, "make_step", make_step)
+    document = main_module.measure(GPU_CASES, budget_s=12.5)
+    shapes = {(r["B"], r["n"], r["d"]) for r in document["records"]}
+    assert shapes == {TARGET_SHAPE} and {r["backend"] for r in document["records"]} == {"triton", "torch.compile"}
+    assert document["incomplete"]["cases"] == len(GPU_CASES) and document["incomplete"]["cases_tried"] < 13
+    assert all(w["winner"] == "triton" for w in document["winners"])

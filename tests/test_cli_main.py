@@ -65,7 +65,8 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["train", "--model", "sasrec", "--device", "cpu", "--epochs", "2", "--max-seq-length", "6",
             "--data-dir", str(tmp_path / "cache"), "--output-dir", str(run_dir), "--record",
-            "--results-dir", str(tmp_path / "results"), "--no-progress", "--deterministic", "--lr", "0.01"]
+            "--results-dir", str(tmp_path / "results"), "--no-progress", "--deterministic", "--lr", "0.01",
+            "--max-minutes", "60"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "CPU short schedule" in out and "'epochs'" not in out.split("CPU short schedule")[1].split("\n")[0]
@@ -79,6 +80,7 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     assert record["op"] == "train" and record["epochs"] == 2 and record["dataset"] == "tiny"
     assert {"seconds_per_epoch", "test_recall@10", "test_ndcg@10", "test_recall@20", "test_ndcg@20"} <= set(record)
     assert record["batch_size"] == CPU_SCHEDULE["batch_size"]
+    assert (record["stop_reason"], record["max_minutes"]) == ("epochs", 60.0)
 
     assert main(["evaluate", "--checkpoint", str(run_dir), "--device", "cpu"]) == 0
     out = capsys.readouterr().out

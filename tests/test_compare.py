@@ -125,6 +125,34 @@ def test_cli_compare(stand_ins, tmp_path, capsys):
     assert records[0]["encoder"] is None and records[1]["encoder"] == "minilm"
 
 
+def _record(model, dataset="online-retail", ndcg10=0.1, **extra):
+    test = {f"test_{k}": v for k, v in _metrics(2 * ndcg10, 3 * ndcg10, ndcg10, 1.2 * ndcg10).items()}
+    return {"op": "train", "dataset": dataset, "model": model, "device": "NVIDIA H100", "date": "2026-11-23",
+            "epochs": 30, "stop_reason": "patience", **test, **extra}
+
+
+def test_cli_compare_from_records_trains_nothing(tmp_path, capsys):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps([_record("tedrec", ndcg10=0.05), _record("sasrec", ndcg10=0.07),
+                                 {"op": "spectral_fusion"}, _record("tedrec", dataset="ml-100k", ndcg10=0.9)]))
+    second.write_text(json.dumps([_record("tedrec", ndcg10=0.13, stop_reason="time budget")]))  # the later run wins
+    out = tmp_path / "cmp"
+    argv = ["compare", "--dataset", "online-retail", "--from-records", str(first), str(second),
+            "--output-dir", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Stopped by the time budget, possibly before converging: tedrec." in printed
+    rows = {row[0]: row[1:] for row in csv.reader((out / "comparison.csv").read_text().splitlines())}
+    assert rows["metric"] == ["tedrec", "sasrec", "improvement_percent"]
+    assert float(rows["N@10"][0]) == pytest.approx(0.13) and float(rows["N@10"][2]) == pytest.approx(100 * 0.06 / 0.07)
+    assert "time budget" in (out / "comparison.md").read_text()
+    with pytest.raises(ValueError, match="no 'op': 'train' record of tssr on dataset 'online-retail'"):
+        main(argv + ["--models", "sasrec,tssr"])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="bad.json: expected a JSON list"):
+        main(["compare", "--dataset", "online-retail", "--from-records", str(tmp_path / "bad.json")])
+
+
 def test_cli_compare_unknown_model_fails_fast(stand_ins, tmp_path):
     with pytest.raises(ValueError, match=r"fmlprec; known models: sasrec, tedrec, tssr"):
         main(["compare", "--models", "sasrec,fmlprec,tedrec", "--device", "cpu", "--data-dir", str(tmp_path)])

@@ -74,7 +74,19 @@ def test_early_stopping_restores_best(monkeypatch):
     monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
     result = trainer.fit()
     assert (result.epochs_run, result.best_epoch, result.stopped_early) == (4, 2, True)
+    assert result.stop_reason == "patience"
     assert all(torch.equal(v, snapshots[2][k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_time_budget_stops_after_the_running_epoch(monkeypatch):
+    data = make_dataset()
+    clock = iter(range(0, 10_000, 50))  # every perf_counter() call advances 50 s
+    monkeypatch.setattr("tedrec_fast.train.trainer.time.perf_counter", lambda: float(next(clock)))
+    result = Trainer(_model(data), data, _config(epochs=20, max_minutes=4.0)).fit()
+    assert result.stop_reason == "time budget" and not result.stopped_early
+    assert 1 <= result.epochs_run < 20 and set(result.test) >= {"ndcg@10"}
+    full = Trainer(_model(data), data, _config(epochs=2)).fit()
+    assert (full.stop_reason, full.epochs_run) == ("epochs", 2)
 
 
 def test_max_steps_per_epoch_caps_steps(monkeypatch):
@@ -97,6 +109,10 @@ def test_bad_arguments(tmp_path):
     data = make_dataset()
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainConfig(max_minutes=0)
+    with pytest.raises(TypeError, match="max_minutes"):
+        TrainConfig(max_minutes="5")
     with pytest.raises(TypeError, match="bf16"):
         TrainConfig(bf16="yes")
     with pytest.raises(TypeError, match="model"):

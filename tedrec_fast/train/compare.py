@@ -14,7 +14,7 @@ The data, text and model packages are imported inside the functions that use the
 from __future__ import annotations
 
 import csv
-import datetime as _dt
+import json
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,8 +32,8 @@ from tedrec_fast.train.report import append_result_record, results_path
 from tedrec_fast.train.trainer import Trainer, TrainResult
 
 __all__ = ["TABLE_METRICS", "REFERENCE_MODEL", "DEFAULT_MODELS", "ComparisonTable", "parse_model_list",
-           "check_model_names", "comparison_table", "format_markdown", "write_comparison", "compare_models",
-           "compare_run"]
+           "check_model_names", "comparison_table", "format_markdown", "write_comparison", "recorded_runs",
+           "compare_recorded", "compare_models", "compare_run"]
 
 #: table row label -> metric key of ``full_sort_evaluate``
 TABLE_METRICS: dict[str, str] = {"R@10": "recall@10", "R@20": "recall@20", "N@10": "ndcg@10", "N@20": "ndcg@20"}
@@ -153,16 +153,70 @@ def _write_png(table: ComparisonTable, path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def write_comparison(table: ComparisonTable, output_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """Write ``comparison.md``, ``.csv`` and ``.png`` into ``output_dir``; returns ``{"md"|"csv"|"png": path}``."""
+def write_comparison(table: ComparisonTable, output_dir: str | Path, title: str = "",
+                     notes: Sequence[str] = ()) -> dict[str, Path]:
+    """Write ``comparison.md`` (``notes`` as lines below the table), ``.csv`` and ``.png`` into ``output_dir``;
+    returns ``{"md"|"csv"|"png": path}``."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{_FILE_STEM}.{ext}" for ext in ("md", "csv", "png")}
     heading = f"# {title}\n\n" if title else ""
-    paths["md"].write_text(heading + format_markdown(table), encoding="utf-8")
+    footer = "".join(f"\n{note}\n" for note in notes)
+    paths["md"].write_text(heading + format_markdown(table) + footer, encoding="utf-8")
     _write_csv(table, paths["csv"])
     _write_png(table, paths["png"], title)
     return paths
+
+
+def recorded_runs(paths: Sequence[str | Path], dataset: str,
+                  models: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``model -> record``: the last ``"op": "train"`` record of each model on ``dataset`` in the result files
+    ``paths`` (read in order; see :func:`~tedrec_fast.train.report.append_result_record`).
+
+    With ``models``, exactly those, in that order. Raises ``ValueError`` naming the file for one that is not a
+    JSON list, and naming the models without a record.
+    """
+    runs: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            records = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: expected a JSON list of result records")
+        for record in records:
+            if isinstance(record, dict) and record.get("op") == "train" and record.get("dataset") == dataset:
+                runs[str(record["model"]).lower()] = record
+    if models is None:
+        if not runs:
+            raise ValueError(f"no 'op': 'train' record of dataset {dataset!r} in {', '.join(map(str, paths))}")
+        return runs
+    missing = [m for m in models if m not in runs]
+    if missing:
+        raise ValueError(f"models: no 'op': 'train' record of {', '.join(missing)} on dataset {dataset!r} in "
+                         f"{', '.join(map(str, paths))}")
+    return {m: runs[m] for m in models}
+
+
+def compare_recorded(cfg: RunConfig, paths: Sequence[str | Path], models: str | Sequence[str] | None = None
+                     ) -> ComparisonTable:
+    """``tedrec-fast compare --from-records``: the table of runs already recorded (e.g. on a GPU, over several
+    sessions), written like :func:`compare_run`'s; runs stopped by a time budget are named below the table."""
+    dataset = Path(cfg.dataset).name
+    runs = recorded_runs(paths, dataset, parse_model_list(models) if models else None)
+    table = comparison_table({m: {key.removeprefix("test_"): v for key, v in r.items() if key.startswith("test_")}
+                              for m, r in runs.items()})
+    devices = sorted({str(r.get("device")) for r in runs.values()})
+    notes = [f"Recorded runs on {', '.join(devices)}: "
+             + ", ".join(f"{m} {r.get('date', '?')} ({r.get('epochs', '?')} epochs)" for m, r in runs.items()) + "."]
+    cut = [m for m, r in runs.items() if r.get("stop_reason") == "time budget"]
+    if cut:
+        notes.append(f"Stopped by the time budget, possibly before converging: {', '.join(cut)}.")
+    output_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / f"compare-{dataset}"
+    paths_written = write_comparison(table, output_dir, title=f"{dataset}: test metrics (full sort)", notes=notes)
+    print(format_markdown(table) + "".join(f"\n{note}" for note in notes))
+    print("written: " + ", ".join(str(p) for p in paths_written.values()))
+    return table
 
 
 def compare_models(
@@ -263,20 +317,15 @@ def compare_run(cfg: RunConfig, models: str | Sequence[str] = DEFAULT_MODELS,
 
     def record(name: str, model: nn.Module, result: TrainResult) -> None:
         say(f"{name}: best epoch {result.best_epoch} of {result.epochs_run}, "
-            f"test ndcg@10 {result.test['ndcg@10']:.4f} ({result.seconds_per_epoch:.1f}s per epoch)")
+            f"test ndcg@10 {result.test['ndcg@10']:.4f} ({result.seconds_per_epoch:.1f}s per epoch; "
+            f"stopped by {result.stop_reason})")
         if not dist.is_main or not (device.type == "cuda" or cfg.record):
             return
+        backend = run.fusion_backend_name(model, device, cfg.train.batch_size // dist.world_size, cfg.train.bf16)
         device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        append_result_record(results_path(cfg.results_dir, device_name), {
-            "op": "train", "date": _dt.datetime.now().isoformat(timespec="seconds"),
-            "dataset": dataset.name, "model": name, "device": device_name, "world_size": dist.world_size,
-            "fusion_backend": run.fusion_backend_name(model, device, cfg.train.batch_size // dist.world_size,
-                                                      cfg.train.bf16),
-            "batch_size": cfg.train.batch_size, "bf16": cfg.train.bf16,
-            "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run,
-            "best_epoch": result.best_epoch, "encoder": cfg.encoder if needs_text_embeddings(name) else None,
-            **{f"test_{k}": v for k, v in result.test.items()},
-        })
+        append_result_record(results_path(cfg.results_dir, device_name),
+                             run.train_record(cfg, dataset.name, name, device, dist, backend, result,
+                                              text_used=needs_text_embeddings(name)))
 
     results = compare_models(dataset, names, build, cfg.train, device=device, output_dir=output_dir, dist=dist,
                              metadata=metadata, on_result=record)

@@ -30,7 +30,7 @@ from tedrec_fast.train.report import append_result_record, format_metrics_table,
 from tedrec_fast.train.trainer import BEST_NAME, CATALOG_NEEDS_PROCESSES, Trainer, TrainResult, load_run_checkpoint
 
 __all__ = ["CPU_SCHEDULE", "apply_cpu_schedule", "load_data", "build_recommender", "fusion_backend_name",
-           "train_run", "evaluate_run", "encode_run"]
+           "train_run", "train_record", "evaluate_run", "encode_run"]
 
 #: TrainConfig settings that replace unset ones when training on a CPU (see the module docstring)
 CPU_SCHEDULE: dict[str, Any] = {"epochs": 2, "batch_size": 256, "max_steps_per_epoch": 20}
@@ -151,21 +151,31 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     trainer = Trainer(model, dataset, cfg.train, device=device, output_dir=cfg.run_dir, resume=cfg.resume,
                       dist=dist, metadata=cfg.to_dict())
     result = trainer.fit()
-    say(f"\nbest epoch {result.best_epoch} of {result.epochs_run} ({result.seconds_per_epoch:.1f}s per epoch)")
+    say(f"\nbest epoch {result.best_epoch} of {result.epochs_run} ({result.seconds_per_epoch:.1f}s per epoch; "
+        f"stopped by {result.stop_reason})")
     say(format_metrics_table({"valid": result.best_valid, "test": result.test}))
     if dist.is_main and (device.type == "cuda" or cfg.record):
         path = results_path(cfg.results_dir, _device_name(device))
-        append_result_record(path, {
-            "op": "train", "date": _dt.datetime.now().isoformat(timespec="seconds"),
-            "dataset": dataset.name, "model": cfg.model, "device": _device_name(device),
-            "world_size": dist.world_size, "parallel": parallel if dist.enabled else None,
-            "fusion_backend": backend, "batch_size": cfg.train.batch_size,
-            "bf16": cfg.train.bf16, "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run,
-            "best_epoch": result.best_epoch, "encoder": cfg.encoder if text is not None else None,
-            **{f"test_{k}": v for k, v in result.test.items()},
-        })
+        append_result_record(path, train_record(cfg, dataset.name, cfg.model, device, dist, backend, result,
+                                                text_used=text is not None))
         say(f"result recorded in {path}")
     return result
+
+
+def train_record(cfg: RunConfig, dataset_name: str, model_name: str, device: torch.device, dist: DistContext,
+                 backend: str, result: TrainResult, text_used: bool) -> dict[str, Any]:
+    """The ``"op": "train"`` result record of one finished run (bench/results schema, README)."""
+    return {
+        "op": "train", "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "dataset": dataset_name, "model": model_name, "device": _device_name(device),
+        "world_size": dist.world_size,
+        "parallel": ("catalog" if cfg.train.catalog_parallel else "data") if dist.enabled else None,
+        "fusion_backend": backend, "batch_size": cfg.train.batch_size, "bf16": cfg.train.bf16,
+        "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
+        "stop_reason": result.stop_reason, "max_minutes": cfg.train.max_minutes,
+        "encoder": cfg.encoder if text_used else None,
+        **{f"test_{k}": v for k, v in result.test.items()},
+    }
 
 
 def evaluate_run(checkpoint: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:

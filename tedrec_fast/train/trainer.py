@@ -131,6 +131,8 @@ class TrainResult:
         best_epoch: the epoch whose weights were restored for the test (1-based).
         epochs_run: epochs completed (including those of an interrupted run that was resumed).
         stopped_early: whether patience ran out before ``epochs``.
+        stop_reason: ``"epochs"`` (all run), ``"patience"`` (early stopping) or ``"time budget"``
+            (``TrainConfig.max_minutes`` spent first: the model may not have converged).
         best_valid: valid metrics of the best epoch.
         test: test metrics of the restored best weights.
         seconds_per_epoch: mean wall-clock seconds of the training part of an epoch.
@@ -139,6 +141,7 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     stopped_early: bool
+    stop_reason: str
     best_valid: dict[str, float]
     test: dict[str, float]
     seconds_per_epoch: float
@@ -318,7 +321,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``epochs`` or early stopping, restore the best weights, evaluate them on the test split."""
         cfg = self.config
-        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
+        started = time.perf_counter()
+        out_of_time = False
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience and not out_of_time:
             epoch = self.epoch + 1
             start = time.perf_counter()
             loss = self.train_epoch(epoch)
@@ -342,17 +347,27 @@ class Trainer:
                 metrics = "  ".join(f"{k} {v:.4f}" for k, v in valid.items())
                 tqdm.write(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metrics}  {record['seconds']:.1f}s"
                            + ("  *" if improved else ""))
+            out_of_time = self._budget_spent(started)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         test = self.evaluate("test")
+        stopped_early = self.bad_epochs >= cfg.patience and self.epoch < cfg.epochs
         return TrainResult(
             best_epoch=self.best_epoch,
             epochs_run=self.epoch,
-            stopped_early=self.bad_epochs >= cfg.patience and self.epoch < cfg.epochs,
+            stopped_early=stopped_early,
+            stop_reason="patience" if stopped_early else "epochs" if self.epoch >= cfg.epochs else "time budget",
             best_valid=dict(self.best_valid),
             test=test,
             seconds_per_epoch=sum(self.train_seconds) / len(self.train_seconds) if self.train_seconds else math.nan,
         )
+
+    def _budget_spent(self, started: float) -> bool:
+        """Whether ``max_minutes`` have passed since ``started``; every process gets the slowest one's answer."""
+        if self.config.max_minutes is None:
+            return False
+        minutes = torch.tensor([(time.perf_counter() - started) / 60], dtype=torch.float64, device=self.device)
+        return bool(self.dist.all_reduce_max(minutes).item() >= self.config.max_minutes)
 
     # ------------------------------------------------------------------ checkpoints
     def _path(self, name: str) -> Path:

@@ -1,0 +1,48 @@
+"""What every results document starts with: the device, date, commit and software versions of the run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+
+__all__ = ["commit", "run_header", "write_json"]
+
+
+def commit() -> str:
+    """The checkout's short commit hash, or ``"unknown"`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_header(device: str = "cuda") -> dict:
+    """``device`` (the GPU's name), ``date``, ``commit``, ``torch``, ``triton`` and the CUDA loaders' state."""
+    import triton
+
+    from tedrec_fast.cuda.loaders import loaders_report
+
+    return {
+        "cuda_loaders": {row["name"]: row["reason"] or "available" for row in loaders_report()},
+        "device": torch.cuda.get_device_name(device),
+        "date": dt.date.today().isoformat(),
+        "commit": commit(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+    }
+
+
+def write_json(document: dict, path: Path) -> Path:
+    """Write ``document`` to ``path`` atomically (a crash leaves the old file or the new one, never half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path

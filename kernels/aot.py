@@ -2,7 +2,8 @@
 
 ``python -m tedrec_fast.kernels.aot [--dtype float32 ...] [--arch 90]`` compiles each entry of each
 kernel module's ``compile_specs`` with ``triton.compile(..., target=GPUTarget("cuda", arch, 32))``, runs
-``ptxas -v`` on the PTX for registers and spills, and prints one JSON line per kernel. GPU-only errors
+``ptxas -v`` on the PTX for registers and spills, counts the tensor-core instructions of the PTX (Hopper's
+``wgmma`` or the older ``mma.sync``, which runs at a lower rate), and prints one JSON line per kernel. GPU-only errors
 (``tl.dot`` shapes, unsupported precisions, layouts) raise here. Must run with ``TRITON_INTERPRET``
 unset: the interpreter replaces the kernels by Python functions.
 """
@@ -25,7 +26,7 @@ from triton.compiler import ASTSource
 
 from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusion
 
-__all__ = ["compile_all", "main"]
+__all__ = ["compile_all", "tensor_core_instructions", "main"]
 
 MODULES = {"spectral_fusion": spectral_fusion, "spectral_filter": spectral_filter, "full_catalog_ce": full_catalog_ce}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -80,7 +81,17 @@ def compile_all(dtypes: list[torch.dtype], arch: int = 90, precisions: list[str 
                         "shared_bytes": compiled.metadata.shared,
                         "compile_s": round(time.perf_counter() - start, 2),
                         **_ptxas_usage(compiled.asm["ptx"], arch),
+                        **tensor_core_instructions(compiled.asm["ptx"]),
                     }
+
+
+def tensor_core_instructions(ptx: str) -> dict[str, int]:
+    """How many ``wgmma.mma_async`` (Hopper warpgroup) and ``mma.sync`` (warp-level) instructions ``ptx`` holds.
+
+    A ``tl.dot`` becomes ``wgmma`` on sm_90 only when its tile suits a warpgroup (e.g. 64 or more rows);
+    smaller products stay on ``mma.sync``.
+    """
+    return {"wgmma": len(re.findall(r"\bwgmma\.mma_async\b", ptx)), "mma_sync": len(re.findall(r"\bmma\.sync\b", ptx))}
 
 
 def main(argv: list[str] | None = None) -> int:

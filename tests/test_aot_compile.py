@@ -54,4 +54,17 @@ def test_compiles_for_sm90(module: str, dtype: str, precision: str | None, block
     for r in records:
         assert r["registers"] > 0
         print(f"{r['kernel']} {r['dtype']} {r['precision']}: {r['registers']} registers, "
-              f"{r['spill_store_bytes']} B spill stores, {r['shared_bytes']} B shared, {r['compile_s']} s")
+              f"{r['spill_store_bytes']} B spill stores, {r['shared_bytes']} B shared, "
+              f"{r['wgmma']} wgmma + {r['mma_sync']} mma.sync, {r['compile_s']} s")
+
+
+def test_tensor_core_instruction_count() -> None:
+    from tedrec_fast.kernels.aot import tensor_core_instructions
+
+    ptx = """
+    wgmma.mma_async.sync.aligned.m64n32k8.f32.tf32.tf32 {%f1}, %rd1, %rd2, 1, 1, 1;
+    wgmma.fence.sync.aligned;
+    mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%f2}, {%r1}, {%r2}, {%f3};
+    wgmma.mma_async.sync.aligned.m64n32k8.f32.tf32.tf32 {%f4}, %rd3, %rd4, 1, 1, 1;
+    """
+    assert tensor_core_instructions(ptx) == {"wgmma": 2, "mma_sync": 1}

@@ -1,7 +1,8 @@
 """GPU-only checks of the spectral-fusion op at TedRec's shape, for both fused backends (skipped without CUDA).
 
 The interpreter tests in test_spectral_fusion.py also run on the GPU when one is present; these add what
-only a device shows: real shapes, TF32 numerics, CUDA graphs, a batch of 100,000 sequences.
+only a device shows: real shapes, TF32 numerics, CUDA graphs, no host synchronisation, a batch of 100,000
+sequences.
 """
 
 from __future__ import annotations
@@ -94,3 +95,16 @@ def test_deterministic_backward_at_tedrec_shape(backend: str) -> None:
     second = torch.autograd.grad(spectral_fusion(*inputs, backend=backend), inputs, grad)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
+
+
+def test_no_host_synchronisation(backend: str) -> None:
+    """Forward and backward never wait on the device from the host (after a warm-up that compiles and loads)."""
+    inputs = random_inputs(256, 50, 300, torch.float32, "cuda", requires_grad=True)
+    grad = torch.randn(256, 50, 300, device="cuda")
+    torch.autograd.grad(spectral_fusion(*inputs, backend=backend), inputs, grad)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising CUDA call raises
+    try:
+        torch.autograd.grad(spectral_fusion(*inputs, backend=backend), inputs, grad)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -64,8 +64,10 @@ need_data() {
 
 case "$stage" in
   tests)
-    python -m pytest -q -n 8 --maxfail=30 tests/test_spectral_fusion_gpu.py tests/test_spectral_fusion_cuda.py \
-      tests/test_spectral_fusion.py tests/test_full_catalog_ce.py 2>&1 | tee "$out/tests.log" | tail -40
+    # every test whose kernels run on the `device` fixture (the GPU here), and the GPU-only ones
+    python -m pytest -q -n 8 --maxfail=30 tests/test_spectral_fusion*.py tests/test_spectral_filter.py \
+      tests/test_full_catalog_ce*.py tests/test_cuda_nvrtc.py tests/test_kernels_common.py tests/test_tune_*.py \
+      2>&1 | tee "$out/tests.log" | tail -40
     ;;
   bench)
     python -m bench --out-dir "$out" --budget-s 480 2>&1 | tee "$out/bench.log" | tail -40

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.catalog import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
-from bench.environment import run_header, write_json
+from bench.environment import results_path, run_header, write_json
 from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms, winners
 
 RESULTS = Path(__file__).parent / "results"
@@ -109,10 +108,7 @@ def plot(document: dict, path: Path) -> None:
 
 def write(document: dict, out_dir: Path = RESULTS, suffix: str = "") -> Path:
     """Write the JSON (atomically) and its PNG; returns the JSON path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", document["device"]).strip("-").lower()
-    path = out_dir / f"{document['date']}_{gpu}{suffix}.json"
-    write_json(document, path)
+    path = write_json(document, results_path(out_dir, document, suffix))
     plot(document, path.with_suffix(".png"))
     return path
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import torch
 
-__all__ = ["commit", "run_header", "write_json"]
+__all__ = ["commit", "run_header", "results_path", "write_json", "describe"]
 
 
 def commit() -> str:
@@ -46,3 +47,14 @@ def write_json(document: dict, path: Path) -> Path:
     tmp.write_text(json.dumps(document, indent=1) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def results_path(out_dir: Path, header: dict, suffix: str = "") -> Path:
+    """``<out_dir>/<date>_<gpu><suffix>.json`` for a document with ``header`` (the GPU's name slugged)."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", header["device"]).strip("-").lower()
+    return Path(out_dir) / f"{header['date']}_{gpu}{suffix}.json"
+
+
+def describe(exc: BaseException, limit: int = 600) -> str:
+    """An exception in one record field: its type and message, cut at ``limit`` characters."""
+    return f"{type(exc).__name__}: {exc}"[:limit]

@@ -29,7 +29,10 @@
 #include "common.cuh"
 
 #define TEDREC_THREADS 256
+// Rows per thread tile; a build may define it (the tuning sweep compiles 8 too: bench/tune_spectral_fusion.py).
+#ifndef TEDREC_ROWS
 #define TEDREC_ROWS 4
+#endif
 
 // ------------------------------------------------------------------------------------------------
 // Building blocks

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 
 import torch
 import triton
@@ -26,7 +27,7 @@ from triton.compiler import ASTSource
 
 from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusion
 
-__all__ = ["compile_all", "tensor_core_instructions", "main"]
+__all__ = ["compile_each", "compile_all", "print_results", "tensor_core_instructions", "main"]
 
 MODULES = {"spectral_fusion": spectral_fusion, "spectral_filter": spectral_filter, "full_catalog_ce": full_catalog_ce}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -55,34 +56,50 @@ def _ptxas_usage(ptx: str, arch: int) -> dict[str, int]:
     }
 
 
+def compile_each(specs: Iterable[dict], dtype: torch.dtype, arch: int = 90, only: str = "") -> Iterator[dict]:
+    """Compile each entry of ``specs`` (as a kernel module's ``compile_specs`` gives them) for ``sm_<arch>``;
+    yield one result dict per kernel; raises on the first compile error. ``only`` keeps kernels whose name
+    contains it."""
+    target = GPUTarget("cuda", arch, 32)
+    for spec in specs:
+        if only not in spec["name"]:
+            continue
+        start = time.perf_counter()
+        src = ASTSource(fn=spec["fn"], signature=spec["signature"], constexprs=spec["constexprs"])
+        compiled = triton.compile(src, target=target, options={"num_warps": spec["num_warps"]})
+        yield {
+            "kernel": spec["name"],
+            "dtype": str(dtype).removeprefix("torch."),
+            "precision": spec["constexprs"].get("PRECISION"),
+            "shared_bytes": compiled.metadata.shared,
+            "compile_s": round(time.perf_counter() - start, 2),
+            **_ptxas_usage(compiled.asm["ptx"], arch),
+            **tensor_core_instructions(compiled.asm["ptx"]),
+        }
+
+
 def compile_all(dtypes: list[torch.dtype], arch: int = 90, precisions: list[str | None] | None = None,
-                modules: list[str] | None = None, block_n: int | None = None, only: str = ""):
-    """Yield one result dict per compiled kernel; raises on the first compile error.
+                modules: list[str] | None = None, block_n: int | None = None, only: str = "") -> Iterator[dict]:
+    """:func:`compile_each` over every kernel of the selected modules; raises on the first compile error.
 
     ``modules`` selects kernel modules by name (default all); ``block_n`` selects the sequence kernels'
     configuration for one padded length; ``only`` keeps kernels whose name contains it.
     """
-    target = GPUTarget("cuda", arch, 32)
+    by_length = {"block_n": block_n} if block_n is not None else {}
     for name in modules or MODULES:
-        module = MODULES[name]
         for dtype in dtypes:
             for precision in precisions or [None]:
-                by_length = {"block_n": block_n} if block_n is not None else {}
-                for spec in module.compile_specs(dtype, precision, **by_length):
-                    if only not in spec["name"]:
-                        continue
-                    start = time.perf_counter()
-                    src = ASTSource(fn=spec["fn"], signature=spec["signature"], constexprs=spec["constexprs"])
-                    compiled = triton.compile(src, target=target, options={"num_warps": spec["num_warps"]})
-                    yield {
-                        "kernel": spec["name"],
-                        "dtype": str(dtype).removeprefix("torch."),
-                        "precision": spec["constexprs"].get("PRECISION"),
-                        "shared_bytes": compiled.metadata.shared,
-                        "compile_s": round(time.perf_counter() - start, 2),
-                        **_ptxas_usage(compiled.asm["ptx"], arch),
-                        **tensor_core_instructions(compiled.asm["ptx"]),
-                    }
+                yield from compile_each(MODULES[name].compile_specs(dtype, precision, **by_length), dtype, arch, only)
+
+
+def print_results(results: Iterable[dict]) -> int:
+    """Print each compile result as one JSON line; returns the exit status. Exits with a message under the
+    Triton interpreter, which replaces kernels by Python functions and cannot compile them."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        sys.exit("unset TRITON_INTERPRET: the interpreter cannot compile kernels")
+    for result in results:
+        print(json.dumps(result), flush=True)
+    return 0
 
 
 def tensor_core_instructions(ptx: str) -> dict[str, int]:
@@ -104,12 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the configuration for this padded sequence length (sequence kernels)")
     parser.add_argument("--only", default="", help="only kernels whose name contains this (e.g. backward)")
     args = parser.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        parser.error("unset TRITON_INTERPRET: the interpreter cannot compile kernels")
-    for result in compile_all([_DTYPES[d] for d in args.dtype or ["float32"]], args.arch, args.precision,
-                              args.module, args.block_n, args.only):
-        print(json.dumps(result), flush=True)
-    return 0
+    return print_results(compile_all([_DTYPES[d] for d in args.dtype or ["float32"]], args.arch, args.precision,
+                                     args.module, args.block_n, args.only))
 
 
 if __name__ == "__main__":

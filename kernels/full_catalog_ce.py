@@ -38,16 +38,25 @@ bench/NOTES.md). After the accumulation, an epilogue applies the normalisation's
 
 Precision: 16-bit inputs are upcast to fp32 on load (the interpreter computes 16-bit ``tl.dot``
 wrongly, and TF32 represents bf16/fp16 operands exactly); fp32 products use the ``input_precision``
-that follows PyTorch's matmul precision setting; float64 inputs compute in float64.
+that follows PyTorch's matmul precision setting; float64 inputs compute in float64. The device-only
+switch ``KernelConfig.DOT_16BIT`` (off by default, bfloat16 inputs only) feeds the bf16 data to ``tl.dot``
+as it is (bf16 tensor cores, twice TF32's rate) and rounds the softmax gradient ``G`` (times its row
+scale) to bf16 for the two gradient products: the logits stay exact (bf16 x bf16 products accumulate in
+fp32), the gradients carry bf16 rounding of ``G`` as a bf16 ``F.cross_entropy`` would. The kernels take
+it as the constexpr ``DOT``, the dtype every ``tl.dot`` operand is cast to (``ACC`` by default: the casts
+are then no-ops and the compiled code is unchanged). Under the interpreter the wrappers refuse it with a
+``ValueError`` rather than ignore it: nothing computed there with it could be trusted, nor pass for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime import JITFunction
 
 from tedrec_fast.kernels.common import acc_dtype, aot_signature, dot_precision, tl_acc_dtype
 
@@ -55,6 +64,7 @@ __all__ = [
     "KernelConfig",
     "kernel_config",
     "all_kernel_configs",
+    "validate_config",
     "full_catalog_ce_forward",
     "full_catalog_ce_backward",
     "compile_specs",
@@ -67,28 +77,31 @@ __all__ = [
 @triton.jit
 def _dot_tile(a_ptr, b_ptr, ra, rb, na, nb, d, sa_r, sa_d, sb_r, sb_d,
               BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
-              ACC: tl.constexpr, PRECISION: tl.constexpr):
-    """``A[ra] @ B[rb]^T`` over the whole hidden size; rows past ``na``/``nb`` read as zero."""
+              ACC: tl.constexpr, DOT: tl.constexpr, PRECISION: tl.constexpr):
+    """``A[ra] @ B[rb]^T`` over the whole hidden size (operands cast to ``DOT``); rows past ``na``/``nb``
+    read as zero."""
     acc = tl.zeros((BLOCK_A, BLOCK_B), ACC)
     for k0 in range(0, d, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         a = tl.load(a_ptr + ra[:, None] * sa_r + ks[None, :] * sa_d,
-                    mask=(ra[:, None] < na) & (ks[None, :] < d), other=0.0).to(ACC)
+                    mask=(ra[:, None] < na) & (ks[None, :] < d), other=0.0).to(DOT)
         b = tl.load(b_ptr + rb[None, :] * sb_r + ks[:, None] * sb_d,
-                    mask=(rb[None, :] < nb) & (ks[:, None] < d), other=0.0).to(ACC)
+                    mask=(rb[None, :] < nb) & (ks[:, None] < d), other=0.0).to(DOT)
         acc += tl.dot(a, b, input_precision=PRECISION, out_dtype=ACC)
     return acc
 
 
 @triton.jit
 def _accumulate_rows(acc_ptr, acc_rows, rows_ok, accumulate, g, src_ptr, rs, ns, d, s_acc, ss_r, ss_d,
-                     BLOCK_K: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
-    """``acc[acc_rows] = g @ src[rs]``, plus the old value if ``accumulate``, chunk by chunk over the hidden
-    size; rows where ``rows_ok`` is false are left alone (``acc`` rows are contiguous)."""
+                     BLOCK_K: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr, PRECISION: tl.constexpr):
+    """``acc[acc_rows] = g @ src[rs]`` (operands cast to ``DOT``), plus the old value if ``accumulate``,
+    chunk by chunk over the hidden size; rows where ``rows_ok`` is false are left alone (``acc`` rows are
+    contiguous)."""
+    g = g.to(DOT)
     for k0 in range(0, d, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         src = tl.load(src_ptr + rs[:, None] * ss_r + ks[None, :] * ss_d,
-                      mask=(rs[:, None] < ns) & (ks[None, :] < d), other=0.0).to(ACC)
+                      mask=(rs[:, None] < ns) & (ks[None, :] < d), other=0.0).to(DOT)
         ptrs = acc_ptr + acc_rows[:, None] * s_acc + ks[None, :]
         mask = rows_ok[:, None] & (ks[None, :] < d)
         total = tl.load(ptrs, mask=mask & accumulate, other=0.0) + tl.dot(g, src, input_precision=PRECISION,
@@ -146,7 +159,7 @@ def _fce_fwd_split_kernel(
     B, V, d, ignore_index, split_items,
     sq_b, sq_d, sc_v, sc_d, st_b, ss_k, ss_s,
     BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
-    ACC: tl.constexpr, PRECISION: tl.constexpr,
+    ACC: tl.constexpr, DOT: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
     split = tl.program_id(1)
@@ -163,7 +176,7 @@ def _fce_fwd_split_kernel(
         col_ok = cols < V
         cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
         s = _dot_tile(q_ptr, c_ptr, rows, cols, B, V, d, sq_b, sq_d, sc_v, sc_d,
-                      BLOCK_B, BLOCK_V, BLOCK_K, ACC, PRECISION)
+                      BLOCK_B, BLOCK_V, BLOCK_K, ACC, DOT, PRECISION)
         s = tl.where(col_ok[None, :], s * qs[:, None] * cs[None, :], float("-inf"))
         new_max = tl.maximum(run_max, tl.max(s, axis=1))
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(s - new_max[:, None]), axis=1)
@@ -206,7 +219,7 @@ def _fce_bwd_kernel(
     B, V, d, ignore_index, chunk_items,
     sq_b, sq_d, sc_v, sc_d, st_b, sp_c, sp_b, sa_c, sa_v, sdc_v, sdc_d,
     BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_V: tl.constexpr,
-    ACC: tl.constexpr, PRECISION: tl.constexpr,
+    ACC: tl.constexpr, DOT: tl.constexpr, PRECISION: tl.constexpr,
 ):
     chunk = tl.program_id(0)
     lo = chunk * chunk_items
@@ -223,16 +236,16 @@ def _fce_bwd_kernel(
                 col_ok = cols < V
                 cs = tl.load(cs_ptr + cols, mask=col_ok, other=0.0)
                 s = _dot_tile(q_ptr, c_ptr, rows, cols, B, V, d, sq_b, sq_d, sc_v, sc_d,
-                              BLOCK_B, BLOCK_V, BLOCK_K, ACC, PRECISION)
+                              BLOCK_B, BLOCK_V, BLOCK_K, ACC, DOT, PRECISION)
                 g = _grad_logits(s * qs[:, None] * cs[None, :], lse[:, None], w[:, None],
                                  cols[None, :] == tgt[:, None])
                 g = tl.where(col_ok[None, :], g, 0.0)
                 # U[rows] (+)= (G * cs) @ C[cols]: fresh at the chunk's first item tile
                 _accumulate_rows(dqp_ptr, rows, rows < B, v0 > lo, g * cs[None, :], c_ptr, cols, V, d,
-                                 sp_b, sc_v, sc_d, BLOCK_K, ACC, PRECISION)
+                                 sp_b, sc_v, sc_d, BLOCK_K, ACC, DOT, PRECISION)
                 # W[cols] (+)= (G * qs)^T @ Q[rows]: fresh at the first query tile
                 _accumulate_rows(dca_ptr, cols - g0, col_ok, b0 > 0, tl.trans(g * qs[:, None]), q_ptr, rows, B, d,
-                                 sa_v, sq_b, sq_d, BLOCK_K, ACC, PRECISION)
+                                 sa_v, sq_b, sq_d, BLOCK_K, ACC, DOT, PRECISION)
                 tl.debug_barrier()  # the next tile's read-modify-write may run on other threads
         for v0 in range(g0, g1, BLOCK_V):
             cols = v0 + tl.arange(0, BLOCK_V).to(tl.int64)
@@ -273,13 +286,25 @@ def _fce_bwd_query_kernel(
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KernelConfig:
-    """Tile sizes, the backward's item tiles per group and warps; every field is a compile-time constant."""
+    """How the kernels are compiled and launched.
+
+    Compile-time constants: the tiles (``BLOCK_B`` queries x ``BLOCK_V`` items, the hidden size in
+    ``BLOCK_K`` chunks; ``tl.dot`` dimensions, so powers of two >= 16), the backward's item tiles per group
+    ``GROUP_V``, ``num_warps`` and ``DOT_16BIT`` (bf16 ``tl.dot`` operands, see the module docstring; GPU
+    only). Launch grid: forward programs per SM (the splits are ``fwd_programs_per_sm x SMs / query
+    tiles``) and backward programs per SM (the chunks, before the cap on partials).
+    """
 
     BLOCK_B: int
     BLOCK_V: int
     BLOCK_K: int
     GROUP_V: int
     num_warps: int
+    DOT_16BIT: bool = False
+    #: several waves of equal forward programs keep every SM busy to the end
+    fwd_programs_per_sm: int = 4
+    #: a backward program fills an SM's registers at the default tiles
+    bwd_programs_per_sm: int = 1
 
 
 #: fp32: 3xTF32 products split every operand in two, so 64 x 64 x 32 tiles spill in the backward; fp64: half
@@ -287,12 +312,11 @@ class KernelConfig:
 _CONFIGS = {torch.float32: KernelConfig(32, 64, 16, 4, 8), torch.float64: KernelConfig(32, 32, 16, 4, 4)}
 #: bf16 / fp16 (upcast to fp32 on load, TF32 products)
 _DEFAULT_CONFIG = KernelConfig(64, 64, 32, 4, 8)
-#: forward programs per SM to aim for: several waves of equal programs keep every SM busy to the end
-_FORWARD_PROGRAMS_PER_SM = 4
 #: item ranges (forward splits, backward chunks) without a GPU: a few, so the interpreter crosses ranges
 _INTERPRETER_RANGES = 3
 #: most bytes of the backward's partial ``U`` buffer (chunks x B x d); more rows mean fewer chunks
 _PARTIALS_BYTES = 1 << 29
+_NUM_WARPS = (1, 2, 4, 8, 16)
 
 
 def kernel_config(dtype: torch.dtype) -> KernelConfig:
@@ -303,6 +327,49 @@ def kernel_config(dtype: torch.dtype) -> KernelConfig:
 def all_kernel_configs() -> list[KernelConfig]:
     """Every configuration :func:`kernel_config` can return."""
     return sorted({_DEFAULT_CONFIG, *_CONFIGS.values()}, key=lambda c: c.BLOCK_B * c.BLOCK_V)
+
+
+def validate_config(config: KernelConfig, dtype: torch.dtype) -> None:
+    """Raise ``TypeError``/``ValueError`` naming ``config`` (and the field) unless the kernels can be
+    compiled and launched with ``config`` for inputs of ``dtype``."""
+    if not isinstance(config, KernelConfig):
+        raise TypeError(f"full_catalog_ce: config must be a KernelConfig, got {type(config).__name__}")
+
+    def fail(field: str, wanted: str) -> NoReturn:
+        raise ValueError(f"full_catalog_ce: config.{field} must be {wanted}, got {getattr(config, field)!r}")
+
+    for field in ("BLOCK_B", "BLOCK_V", "BLOCK_K"):
+        value = getattr(config, field)
+        if type(value) is not int or value < 16 or value & (value - 1):
+            fail(field, "a power of two >= 16 (a tl.dot dimension)")
+    for field in ("GROUP_V", "fwd_programs_per_sm", "bwd_programs_per_sm"):
+        value = getattr(config, field)
+        if type(value) is not int or value < 1:
+            fail(field, "an int >= 1")
+    if type(config.num_warps) is not int or config.num_warps not in _NUM_WARPS:
+        fail("num_warps", f"one of {_NUM_WARPS}")
+    if type(config.DOT_16BIT) is not bool:
+        fail("DOT_16BIT", "a bool")
+    if config.DOT_16BIT and dtype != torch.bfloat16:
+        # float16 cannot hold G times the 1/eps scale of a zero (padding) row: inf * 0 would make NaN
+        fail("DOT_16BIT", f"False for {dtype} inputs (bf16 tl.dot operands are for bfloat16 inputs only)")
+
+
+def _launch_config(config: KernelConfig | None, dtype: torch.dtype) -> KernelConfig:
+    """``config`` (default: :func:`kernel_config`), validated; ``DOT_16BIT`` is refused under the Triton
+    interpreter, whose 16-bit ``tl.dot`` is wrong: results from it could never be trusted."""
+    if config is None:
+        return kernel_config(dtype)
+    validate_config(config, dtype)
+    if config.DOT_16BIT and not isinstance(_fce_fwd_split_kernel, JITFunction):
+        raise ValueError("full_catalog_ce: config.DOT_16BIT=True needs a GPU; the Triton interpreter computes "
+                         "16-bit tl.dot wrongly")
+    return config
+
+
+def _dot_dtype(cfg: KernelConfig, acc: torch.dtype) -> tl.dtype:
+    """The ``DOT`` constexpr: bf16 operands with ``DOT_16BIT``, else the accumulation dtype."""
+    return tl.bfloat16 if cfg.DOT_16BIT else tl_acc_dtype(acc)
 
 
 def _item_ranges(n_tiles: int, wanted: int) -> tuple[int, int]:
@@ -317,19 +384,20 @@ def _sm_count(device: torch.device) -> int | None:
 
 
 def _forward_splits(device: torch.device, B: int, cfg: KernelConfig) -> int:
-    """Splits wanted so that ``query tiles x splits`` is about ``_FORWARD_PROGRAMS_PER_SM`` programs per SM."""
+    """Splits wanted so that ``query tiles x splits`` is about ``cfg.fwd_programs_per_sm`` programs per SM."""
     sms = _sm_count(device)
     if sms is None:
         return _INTERPRETER_RANGES
-    return _FORWARD_PROGRAMS_PER_SM * sms // triton.cdiv(B, cfg.BLOCK_B)
+    return cfg.fwd_programs_per_sm * sms // triton.cdiv(B, cfg.BLOCK_B)
 
 
-def _backward_chunks(device: torch.device, B: int, d: int, acc: torch.dtype, wanted: int | None = None) -> int:
-    """Chunks wanted: ``wanted`` or one program per SM (a backward program fills an SM's registers), fewer
-    if the partial ``U`` buffer would pass ``_PARTIALS_BYTES`` (which also keeps its offsets in int32)."""
+def _backward_chunks(device: torch.device, B: int, d: int, acc: torch.dtype, wanted: int | None = None,
+                     programs_per_sm: int = 1) -> int:
+    """Chunks wanted: ``wanted`` or ``programs_per_sm`` per SM, fewer if the partial ``U`` buffer would pass
+    ``_PARTIALS_BYTES`` (which also keeps its offsets in int32)."""
     if wanted is None:
         sms = _sm_count(device)
-        wanted = _INTERPRETER_RANGES if sms is None else sms
+        wanted = _INTERPRETER_RANGES if sms is None else programs_per_sm * sms
     return min(wanted, _PARTIALS_BYTES // (B * d * acc.itemsize))
 
 
@@ -344,6 +412,7 @@ def full_catalog_ce_forward(
     lse: torch.Tensor | None = None,
     *,
     splits: int | None = None,
+    config: KernelConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward; returns per-row ``(loss, lse)`` (written into ``loss``/``lse`` if given).
 
@@ -351,18 +420,20 @@ def full_catalog_ce_forward(
     (fp32, fp64 for fp64 inputs), like the outputs. Ignored rows get loss 0. Inputs are validated by
     the caller (:mod:`tedrec_fast.ops.full_catalog_ce`); any strides are accepted. ``splits`` overrides
     the number of item ranges (default: from the device's SM count; never more than the item tiles).
+    ``config`` overrides :func:`kernel_config` (checked by :func:`validate_config`; ``DOT_16BIT`` raises
+    ``ValueError`` under the interpreter).
     """
     B, d = query.shape
     V = item_weight.shape[0]
     device = query.device
     acc = acc_dtype(query.dtype)
+    cfg = _launch_config(config, query.dtype)
     if loss is None:
         loss = torch.empty(B, dtype=acc, device=device)
     if lse is None:
         lse = torch.empty(B, dtype=acc, device=device)
     if B == 0:
         return loss, lse
-    cfg = kernel_config(query.dtype)
     split_tiles, splits = _item_ranges(triton.cdiv(V, cfg.BLOCK_V), splits or _forward_splits(device, B, cfg))
     stats = torch.empty((2, splits, B), dtype=acc, device=device)  # per split and row: (max, sumexp)
     tgt_logit = torch.empty(B, dtype=acc, device=device)
@@ -372,7 +443,8 @@ def full_catalog_ce_forward(
         B, V, d, ignore_index, split_tiles * cfg.BLOCK_V,
         *query.stride(), *item_weight.stride(), targets.stride(0), *stats.stride()[:2],
         BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K,
-        ACC=tl_acc_dtype(acc), PRECISION=dot_precision(query.dtype), num_warps=cfg.num_warps,
+        ACC=tl_acc_dtype(acc), DOT=_dot_dtype(cfg, acc), PRECISION=dot_precision(query.dtype),
+        num_warps=cfg.num_warps,
     )
     _fce_fwd_combine_kernel[(query_tiles,)](
         stats, tgt_logit, targets, loss, lse, B, V, splits, ignore_index, targets.stride(0), *stats.stride()[:2],
@@ -396,26 +468,29 @@ def full_catalog_ce_backward(
     d_item: torch.Tensor | None = None,
     *,
     chunks: int | None = None,
+    config: KernelConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the backward; returns ``(d_query, d_item_weight)`` in the inputs' dtype.
 
     ``grad_loss`` is the per-row gradient (``B``, accumulation dtype); ``query_pi``/``item_pi`` are the
     normalisation's ``1/|x|^2`` per row (0 where not normalising). ``d_query``/``d_item`` buffers (any
     strides) may be passed in; their contents are overwritten. ``chunks`` overrides the number of item
-    ranges (default: one per SM; never more than the item tiles, nor than 512 MiB of partials allow).
+    ranges (default: ``config.bwd_programs_per_sm`` per SM; never more than the item tiles, nor than 512 MiB
+    of partials allow). ``config`` overrides :func:`kernel_config`, as for :func:`full_catalog_ce_forward`.
     """
     B, d = query.shape
     V = item_weight.shape[0]
     dtype, device = query.dtype, query.device
     acc = acc_dtype(dtype)
+    cfg = _launch_config(config, dtype)
     if d_query is None:
         d_query = torch.empty((B, d), dtype=dtype, device=device)
     if d_item is None:
         d_item = torch.empty((V, d), dtype=dtype, device=device)
     if B == 0:
         return d_query, d_item.zero_()
-    cfg = kernel_config(dtype)
-    chunk_tiles, chunks = _item_ranges(triton.cdiv(V, cfg.BLOCK_V), _backward_chunks(device, B, d, acc, chunks))
+    wanted = _backward_chunks(device, B, d, acc, chunks, cfg.bwd_programs_per_sm)
+    chunk_tiles, chunks = _item_ranges(triton.cdiv(V, cfg.BLOCK_V), wanted)
     partials = torch.empty((chunks, B, d), dtype=acc, device=device)  # per chunk: U for every query
     w_rows = torch.empty((chunks, cfg.GROUP_V * cfg.BLOCK_V, d), dtype=acc, device=device)  # per program: W
     _fce_bwd_kernel[(chunks,)](
@@ -424,7 +499,7 @@ def full_catalog_ce_backward(
         *query.stride(), *item_weight.stride(), targets.stride(0), *partials.stride()[:2], *w_rows.stride()[:2],
         *d_item.stride(),
         BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K, GROUP_V=cfg.GROUP_V,
-        ACC=tl_acc_dtype(acc), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps,
+        ACC=tl_acc_dtype(acc), DOT=_dot_dtype(cfg, acc), PRECISION=dot_precision(dtype), num_warps=cfg.num_warps,
     )
     _fce_bwd_query_kernel[(triton.cdiv(B, cfg.BLOCK_B),)](
         partials, query, query_scale, query_pi, d_query, B, d, chunks,
@@ -434,17 +509,25 @@ def full_catalog_ce_backward(
     return d_query, d_item
 
 
-def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None) -> list[dict]:
-    """Everything ``triton.compile`` needs to build each kernel the wrappers can launch for ``dtype``:
-    one entry per kernel (forward, its combine, backward, its query sum), see kernels/aot.py."""
+def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
+                  config: KernelConfig | None = None) -> list[dict]:
+    """Everything ``triton.compile`` needs to build each kernel the wrappers launch for ``dtype`` with
+    ``config`` (default :func:`kernel_config`): one entry per kernel (forward, its combine, backward, its
+    query sum), named by the configuration fields it is compiled with; see kernels/aot.py."""
     precision = precision or dot_precision(dtype)
-    cfg = kernel_config(dtype)
+    cfg = kernel_config(dtype) if config is None else config
+    validate_config(cfg, dtype)
+    acc = acc_dtype(dtype)
     tiles = dict(BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K)
+    products = dict(DOT=_dot_dtype(cfg, acc), PRECISION=precision)
+    shape = f"{cfg.BLOCK_B}x{cfg.BLOCK_V}x{cfg.BLOCK_K}"
+    dots = " bf16-dot" if cfg.DOT_16BIT else ""
     kernels = [
-        ("forward", _fce_fwd_split_kernel, dict(**tiles, PRECISION=precision)),
-        ("forward combine", _fce_fwd_combine_kernel, dict(BLOCK_B=cfg.BLOCK_B)),
-        ("backward", _fce_bwd_kernel, dict(**tiles, GROUP_V=cfg.GROUP_V, PRECISION=precision)),
-        ("backward queries", _fce_bwd_query_kernel, dict(BLOCK_B=cfg.BLOCK_B, BLOCK_K=cfg.BLOCK_K)),
+        (f"forward {shape}{dots}", _fce_fwd_split_kernel, dict(**tiles, **products)),
+        (f"forward combine B{cfg.BLOCK_B}", _fce_fwd_combine_kernel, dict(BLOCK_B=cfg.BLOCK_B)),
+        (f"backward {shape} g{cfg.GROUP_V}{dots}", _fce_bwd_kernel, dict(**tiles, GROUP_V=cfg.GROUP_V, **products)),
+        (f"backward queries B{cfg.BLOCK_B} K{cfg.BLOCK_K}", _fce_bwd_query_kernel,
+         dict(BLOCK_B=cfg.BLOCK_B, BLOCK_K=cfg.BLOCK_K)),
     ]
     specs = []
     for label, fn, constexprs in kernels:
@@ -453,7 +536,6 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
         signature = aot_signature(fn, constexprs, dtype, overrides={"t_ptr": "*i64"},
                                   accumulators=[a for a in fn.arg_names if a.endswith("_ptr")
                                                 and a not in ("q_ptr", "c_ptr", "dq_ptr", "dc_ptr")])
-        specs.append(dict(name=f"full_catalog_ce {label} {cfg.BLOCK_B}x{cfg.BLOCK_V}x{cfg.BLOCK_K} "
-                               f"g{cfg.GROUP_V} w{cfg.num_warps}",
-                          fn=fn, signature=signature, constexprs=constexprs, num_warps=cfg.num_warps))
+        specs.append(dict(name=f"full_catalog_ce {label} w{cfg.num_warps}", fn=fn, signature=signature,
+                          constexprs=constexprs, num_warps=cfg.num_warps))
     return specs

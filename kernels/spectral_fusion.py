@@ -32,7 +32,8 @@ launcher chooses from PyTorch's matmul precision setting; float64 inputs compute
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 
 import torch
 import triton
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_D",
     "KernelConfig",
     "kernel_config",
+    "validate_config",
     "spectral_fusion_forward",
     "spectral_fusion_backward",
 ]
@@ -398,9 +400,36 @@ def kernel_config(n: int) -> KernelConfig:
     return KernelConfig(block_n, 16, block_d, warps, block_d_bwd, warps_bwd)
 
 
+def validate_config(config: KernelConfig, n: int) -> None:
+    """Raise ``ValueError`` naming the argument ``config`` unless it can run sequences of length ``n``
+    (``TypeError`` if it is not a :class:`KernelConfig`).
+
+    ``BLOCK_N`` must cover ``n``; ``BLOCK_N``, ``BLOCK_K``, ``BLOCK_D`` and ``BLOCK_D_BWD`` are ``tl.dot``
+    dimensions (powers of two >= 16); the warp counts are powers of two.
+    """
+    if not isinstance(config, KernelConfig):
+        raise TypeError(f"spectral_fusion: config must be a KernelConfig, got {type(config).__name__}")
+    for field in fields(KernelConfig):
+        value = getattr(config, field.name)
+        smallest = 1 if field.name.startswith("num_warps") else 16
+        if not isinstance(value, int) or value < smallest or value & (value - 1):
+            raise ValueError(f"spectral_fusion: config.{field.name} must be a power of two >= {smallest}, "
+                             f"got {value!r}")
+    if config.BLOCK_N < n:
+        raise ValueError(f"spectral_fusion: config.BLOCK_N must be >= n = {n}, got {config.BLOCK_N}")
+
+
 def all_kernel_configs() -> list[KernelConfig]:
     """Every configuration :func:`kernel_config` can return for ``1 <= n <= MAX_N``."""
     return sorted({kernel_config(n) for n in range(1, MAX_N + 1)}, key=lambda c: c.BLOCK_N)
+
+
+def _config(config: KernelConfig | None, n: int) -> KernelConfig:
+    """``config`` checked for length ``n``, or the default :func:`kernel_config` of ``n``."""
+    if config is None:
+        return kernel_config(n)
+    validate_config(config, n)
+    return config
 
 
 def spectral_fusion_forward(
@@ -412,15 +441,22 @@ def spectral_fusion_forward(
     fusion_gate_weight: torch.Tensor,
     fusion_gate_bias: torch.Tensor,
     out: torch.Tensor | None = None,
+    *,
+    config: KernelConfig | None = None,
 ) -> torch.Tensor:
     """Launch the fused forward; returns ``V`` (written into ``out`` if given). Inputs are validated
-    by the caller (:mod:`tedrec_fast.ops.spectral_fusion`); any strides are accepted."""
+    by the caller (:mod:`tedrec_fast.ops.spectral_fusion`); any strides are accepted.
+
+    ``config`` overrides the launch configuration (default :func:`kernel_config` of ``n``), for tuning
+    (bench/tune_spectral_fusion.py); its forward fields are used. ``ValueError`` (see
+    :func:`validate_config`) if it cannot run length ``n``.
+    """
     B, n, d = item_emb.shape
+    cfg = _config(config, n)
     if out is None:
         out = torch.empty((B, n, d), dtype=item_emb.dtype, device=item_emb.device)
     if B == 0:
         return out
-    cfg = kernel_config(n)
     w = complex_weight[0]
     _spectral_fusion_fwd_kernel[(B,)](
         text_emb, item_emb, w, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias, out,
@@ -445,14 +481,21 @@ def spectral_fusion_backward(
     fusion_gate_bias: torch.Tensor,
     d_item: torch.Tensor | None = None,
     d_text: torch.Tensor | None = None,
+    *,
+    config: KernelConfig | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Launch the fused backward.
 
     Returns the gradients of ``(item_emb, text_emb, complex_weight, item_gate_weight,
     item_gate_bias, fusion_gate_weight, fusion_gate_bias)``, each shaped and typed like its input.
     Batch reductions are accumulated in fp32 (float64 for float64 inputs) without atomics.
+
+    ``config`` overrides the launch configuration (default :func:`kernel_config` of ``n``), for tuning
+    (bench/tune_spectral_fusion.py); its ``BLOCK_N``, ``BLOCK_K`` and backward fields are used.
+    ``ValueError`` (see :func:`validate_config`) if it cannot run length ``n``.
     """
     B, n, d = item_emb.shape
+    cfg = _config(config, n)
     device, dtype = item_emb.device, item_emb.dtype
     if d_item is None:
         d_item = torch.empty((B, n, d), dtype=dtype, device=device)
@@ -465,7 +508,6 @@ def spectral_fusion_backward(
     part_g = torch.zeros((programs, 2, d), dtype=acc_torch, device=device)
     part_b = torch.zeros((programs, 2), dtype=acc_torch, device=device)
     if B > 0:
-        cfg = kernel_config(n)
         w = complex_weight[0]
         g = grad_out
         _spectral_fusion_bwd_kernel[(programs,)](
@@ -493,17 +535,18 @@ def spectral_fusion_backward(
 
 
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
-                  block_n: int | None = None) -> list[dict]:
+                  block_n: int | None = None, configs: Iterable[KernelConfig] | None = None) -> list[dict]:
     """Everything ``triton.compile`` needs to build each kernel the wrappers can launch for ``dtype``.
 
     One entry per (kernel, configuration, single-chunk variant), optionally only for one padded
     length ``block_n``: ``name``, ``fn``, ``signature``, ``constexprs`` and ``num_warps``. Used to
-    compile for a GPU target on machines without one, so GPU-only errors surface in CI.
+    compile for a GPU target on machines without one, so GPU-only errors surface in CI. ``configs``
+    replaces :func:`all_kernel_configs` (e.g. by the configurations a tuning sweep launches).
     """
     precision = precision or dot_precision(dtype)
     acc = tl_acc_dtype(dtype)
     specs = []
-    for cfg in all_kernel_configs():
+    for cfg in all_kernel_configs() if configs is None else configs:
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
         variants = [

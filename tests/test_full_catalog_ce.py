@@ -235,6 +235,18 @@ def _ranges_inputs(targets: str, device: str):
     return query, items, tgt.to(device)
 
 
+def poison_torch_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``torch.empty`` return NaN-filled floating-point tensors (scratch the kernels must write first)
+    until ``monkeypatch.undo()``."""
+    empty = torch.empty
+
+    def poisoned(*args, **kwargs):
+        out = empty(*args, **kwargs)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+
+    monkeypatch.setattr(torch, "empty", poisoned)
+
+
 def _run_kernels(query, items, targets, grad, splits=None, chunks=None):
     (qs, qpi), (cs, cpi) = _scales(query, items)
     loss, lse = kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, splits=splits)
@@ -291,13 +303,7 @@ def test_scratch_is_written_before_read(monkeypatch: pytest.MonkeyPatch, device:
     query, items, tgt = _ranges_inputs("empty-split", device)
     grad = torch.rand(RANGES_B, device=device)
     want_loss, want_dq, want_dc = _reference(query, items, tgt, grad)
-    empty = torch.empty
-
-    def poisoned(*args, **kwargs):
-        out = empty(*args, **kwargs)
-        return out.fill_(float("nan")) if out.is_floating_point() else out
-
-    monkeypatch.setattr(torch, "empty", poisoned)
+    poison_torch_empty(monkeypatch)
     loss, _, d_q, d_c = _run_kernels(query, items, tgt, grad, splits=3, chunks=1)
     tgt[-1] = RANGES_V + 5
     (qs, _), (cs, _) = _scales(query, items)

@@ -2,8 +2,9 @@
 
 ``csrc/emulate/emulate.cpp`` includes ``cuda_emulation.h`` (CUDA's built-ins on OS threads) and then
 ``spectral_fusion.cu`` itself, so the tests run the very kernels the GPU runs: their indexing, barriers
-and warp shuffles, on CPU tensors. The shared library is compiled once per source and compiler, and
-cached under :func:`tedrec_fast.cuda.sources.cache_dir` (``emulator``).
+and warp shuffles, on CPU tensors. The shared library is compiled once per source, compiler and set of macros
+defined on its command line (variants of the kernels, e.g. ``TEDREC_ROWS`` 8), and cached under
+:func:`tedrec_fast.cuda.sources.cache_dir` (``emulator``).
 """
 
 from __future__ import annotations
@@ -46,21 +47,26 @@ def emulator_unavailable() -> str | None:
     return cxx if isinstance(cxx, str) else None
 
 
-def _library_path(cxx: list[str]) -> Path:
-    """Where the library built from the current sources by ``cxx`` lives in the cache."""
+def _flags(defines: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
+    """The compiler flags: :data:`_FLAGS` and ``-DNAME=VALUE`` for each define."""
+    return (*_FLAGS, *(f"-D{name}={value}" for name, value in defines))
+
+
+def _library_path(cxx: list[str], flags: tuple[str, ...]) -> Path:
+    """Where the library built from the current sources by ``cxx`` with ``flags`` lives in the cache."""
     root = csrc_dir()
     source = "".join(f"{p.relative_to(root)}\0{p.read_text(encoding='utf-8')}\0" for p in source_files(root))
     version = subprocess.run([*cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = cache_key(source, (*cxx, *_FLAGS), platform.machine(), version)
+    key = cache_key(source, (*cxx, *flags), platform.machine(), version)
     return cache_dir("emulator") / f"emulate-{key}.so"
 
 
-def _compile(cxx: list[str], target: Path) -> None:
-    """Compile ``emulate.cpp`` into ``target``, atomically (a temporary file, then ``os.replace``)."""
+def _compile(cxx: list[str], flags: tuple[str, ...], target: Path) -> None:
+    """Compile ``emulate.cpp`` with ``flags`` into ``target``, atomically (a temporary file, then ``os.replace``)."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".so")
     os.close(fd)
     try:
-        command = [*cxx, *_FLAGS, "-o", tmp, str(csrc_dir() / "emulate" / "emulate.cpp")]
+        command = [*cxx, *flags, "-o", tmp, str(csrc_dir() / "emulate" / "emulate.cpp")]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"compiling the CUDA emulator failed ({shlex.join(command)}):\n"
@@ -127,15 +133,17 @@ class Emulator:
 
 
 @functools.cache
-def load_emulator() -> Emulator:
-    """The emulator built from the current ``csrc/`` (compiled on first use, then from the cache), once per process.
+def load_emulator(defines: tuple[tuple[str, int], ...] = ()) -> Emulator:
+    """The emulator built from the current ``csrc/`` (compiled on first use, then from the cache), once per process
+    and ``defines`` (``(name, value)`` pairs: macros defined on the command line, for variants of the kernels).
 
     Raises ``RuntimeError`` when it cannot be built here, with the compiler's output on a compile error.
     """
     cxx = _compiler()
     if isinstance(cxx, str):
         raise RuntimeError(f"the CUDA emulator cannot be built: {cxx}")
-    target = _library_path(cxx)
+    flags = _flags(defines)
+    target = _library_path(cxx, flags)
     if not target.exists():
-        _compile(cxx, target)
+        _compile(cxx, flags, target)
     return Emulator(target)

@@ -6,7 +6,9 @@
   tensors, when ``TEDREC_FAST_CUDA_EMULATE=1``.
 
 Every loader launches by kernel name with the arguments of :data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`
-on the current torch stream, straight on the tensors' memory (no copies).
+on the current torch stream, straight on the tensors' memory (no copies). The two that compile at run time
+also load variants of the kernels, built with macros defined (``NvrtcLoader({"TEDREC_ROWS": 8})``: the
+tuning sweep's, bench/tune_spectral_fusion.py); :data:`LOADERS` hold the kernels as written.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 
 import torch
@@ -83,7 +85,15 @@ class ExtensionLoader(Loader):
             self._module().launch(kernel, grid, block, smem, stream, packed, offsets)
 
 
-class NvrtcLoader(Loader):
+class _CompilingLoader(Loader):
+    """A loader that compiles ``csrc/`` itself, so it can define macros first (a variant of the kernels)."""
+
+    def __init__(self, defines: Mapping[str, int] | None = None) -> None:
+        #: ``(name, value)`` pairs, sorted: part of the compile-cache key
+        self.defines: tuple[tuple[str, int], ...] = tuple(sorted((defines or {}).items()))
+
+
+class NvrtcLoader(_CompilingLoader):
     """``csrc/`` compiled at run time with NVRTC through CuPy (extras ``cuda12`` / ``cuda13``)."""
 
     name = "nvrtc"
@@ -97,10 +107,10 @@ class NvrtcLoader(Loader):
         from tedrec_fast.cuda.nvrtc import load_module
 
         stream = torch.cuda.current_stream(device).cuda_stream
-        load_module(device).launch(kernel, grid, block, smem, stream, args)
+        load_module(device, self.defines).launch(kernel, grid, block, smem, stream, args)
 
 
-class EmulatorLoader(Loader):
+class EmulatorLoader(_CompilingLoader):
     """The kernels compiled by the host C++ compiler and run on CPU threads: proves their logic in CI."""
 
     name = "emulator"
@@ -116,7 +126,7 @@ class EmulatorLoader(Loader):
     def launch(self, kernel, grid, block, smem, args, device):
         from tedrec_fast.cuda.emulator import load_emulator
 
-        load_emulator().launch(kernel, grid, block, smem, *pack_args(kernel, args))
+        load_emulator(self.defines).launch(kernel, grid, block, smem, *pack_args(kernel, args))
 
 
 #: in order of preference for each device type

@@ -4,8 +4,10 @@ The sources need no header, so :func:`tedrec_fast.cuda.sources.assemble` gives N
 compiled straight to a cubin for the device's architecture (no PTX, so no JIT by the driver, and a cubin
 from a newer NVRTC of the same CUDA major version loads on an older driver), written once to
 ``cache_dir("nvrtc")/<key>.cubin`` under a key that covers source, options, target and compiler version,
-and loaded with ``cupy.RawModule``. Launches go on a stream given by its handle (torch's current stream),
-with arguments converted by the parameter kinds of :data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`.
+and loaded with ``cupy.RawModule``. A variant of the kernels (a tuning sweep's, e.g. ``TEDREC_ROWS`` 8) is
+the same source with ``#define`` lines in front: another text, so another cache key. Launches go on a
+stream given by its handle (torch's current stream), with arguments converted by the parameter kinds of
+:data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`.
 
 Compiling needs only CuPy and the NVRTC library (wheel ``nvidia-cuda-nvrtc``), no GPU: the tests
 compile the real source on CPU machines. Loading and launching need a CUDA device.
@@ -31,6 +33,7 @@ __all__ = [
     "compile_options",
     "cached_cubin",
     "compiler_unavailable",
+    "define_lines",
     "kernel_args",
     "load_module",
     "nvrtc_unavailable",
@@ -216,22 +219,29 @@ class NvrtcModule:
 _MODULES: dict[tuple[int, str], NvrtcModule] = {}
 
 
+def define_lines(defines: tuple[tuple[str, int], ...]) -> str:
+    """``#define NAME VALUE`` lines for each ``(name, value)``, to put in front of the sources."""
+    return "".join(f"#define {name} {value}\n" for name, value in defines)
+
+
 @functools.cache
-def _device_cubin(index: int) -> Path:
-    """The cached cubin of ``csrc/`` for device ``index``; sources are read and hashed once per process and device."""
+def _device_cubin(index: int, defines: tuple[tuple[str, int], ...] = ()) -> Path:
+    """The cached cubin of ``csrc/`` (with ``defines``) for device ``index``; sources are read and hashed once
+    per process, device and defines."""
     from cupy_backends.cuda.libs import nvrtc
 
     arch = target_arch(torch.cuda.get_device_capability(index), nvrtc.getSupportedArchs())
-    return cached_cubin(assemble(ENTRY), arch)
+    return cached_cubin(define_lines(defines) + assemble(ENTRY), arch)
 
 
-def load_module(device: torch.device) -> NvrtcModule:
+def load_module(device: torch.device, defines: tuple[tuple[str, int], ...] = ()) -> NvrtcModule:
     """The kernels of ``csrc/`` loaded on CUDA ``device``: compiled on first use, then from the disk cache.
 
+    ``defines`` (``(name, value)`` pairs) are macros defined before the sources, for variants of the kernels.
     Memoised per (device index, cache key), so calling it for every launch costs two dictionary lookups.
     """
     index = device.index if device.index is not None else torch.cuda.current_device()
-    path = _device_cubin(index)
+    path = _device_cubin(index, defines)
     module = _MODULES.get((index, path.stem))
     if module is None:
         module = _MODULES[(index, path.stem)] = NvrtcModule(path, index)

@@ -26,7 +26,11 @@ from tedrec_fast.cuda.loaders import Loader
 __all__ = [
     "THREADS",
     "CUDA_DTYPES",
+    "CHUNK_WIDTHS",
+    "SMEM_LIMIT",
     "chunk_width",
+    "largest_smem",
+    "check_chunk_width",
     "forward_smem",
     "stats_smem",
     "main_smem",
@@ -38,6 +42,9 @@ __all__ = [
 THREADS = 256  # TEDREC_THREADS in csrc/spectral_fusion.cu
 SMEM_LIMIT = 227 * 1024  # H100 / A100 opt-in dynamic shared memory per block
 CUDA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+#: channels per chunk a launch may use: the kernels take any power of two <= 32 (a chunk's lanes are
+#: an aligned group of a warp), narrower chunks only add passes over the sequence
+CHUNK_WIDTHS = (8, 16, 32)
 _F32 = 4
 
 
@@ -59,6 +66,29 @@ def stats_smem(n: int, dc: int) -> int:
 def main_smem(n: int, dc: int) -> int:
     """``backward_main``: E, T, h, dF, dE2, dh chunks, four coefficients per position, a reduction buffer."""
     return (6 * n * dc + 4 * n + 2 * THREADS) * _F32
+
+
+def largest_smem(n: int, dc: int) -> int:
+    """The most shared memory (bytes) any sequence kernel takes at length ``n`` and chunk width ``dc``."""
+    return max(forward_smem(n, dc), stats_smem(n, dc), main_smem(n, dc))
+
+
+def check_chunk_width(n: int, dc: int) -> None:
+    """``ValueError`` naming ``dc`` unless it is one of :data:`CHUNK_WIDTHS` and every kernel's shared
+    memory fits :data:`SMEM_LIMIT` at length ``n``."""
+    if dc not in CHUNK_WIDTHS:
+        raise ValueError(f"spectral_fusion (cuda): dc must be one of {CHUNK_WIDTHS}, got {dc!r}")
+    if largest_smem(n, dc) > SMEM_LIMIT:
+        raise ValueError(f"spectral_fusion (cuda): dc = {dc} needs {largest_smem(n, dc)} bytes of shared memory at "
+                         f"n = {n}, more than the {SMEM_LIMIT} a block may have")
+
+
+def _chunk_width(n: int, dc: int | None) -> int:
+    """``dc`` checked for length ``n``, or the default :func:`chunk_width` of ``n``."""
+    if dc is None:
+        return chunk_width(n)
+    check_chunk_width(n, dc)
+    return dc
 
 
 def backward_groups(B: int, chunks: int, target_blocks: int) -> tuple[int, int]:
@@ -118,10 +148,17 @@ def spectral_fusion_forward_cuda(
     fusion_gate_weight: torch.Tensor,
     fusion_gate_bias: torch.Tensor,
     out: torch.Tensor | None = None,
+    *,
+    dc: int | None = None,
 ) -> torch.Tensor:
-    """``V`` from the CUDA C++ kernels (written into ``out``, contiguous, if given). Inputs validated by the caller."""
+    """``V`` from the CUDA C++ kernels (written into ``out``, contiguous, if given). Inputs validated by the caller.
+
+    ``dc`` overrides the channels per chunk (default :func:`chunk_width` of ``n``), for tuning
+    (bench/tune_spectral_fusion.py); ``ValueError`` from :func:`check_chunk_width` if it cannot run.
+    """
     B, n, d = item_emb.shape
     device, dtype = item_emb.device, item_emb.dtype
+    dc = _chunk_width(n, dc)
     if out is None:
         out = torch.empty((B, n, d), dtype=dtype, device=device)
     if B == 0:
@@ -130,7 +167,6 @@ def spectral_fusion_forward_cuda(
     h = _launch_filter_taps(loader, complex_weight, n, d)
     item, text = _Rows.of(item_emb), _Rows.of(text_emb)
     gates, _keep = _gate_args(item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias)
-    dc = chunk_width(n)
     loader.launch(f"tedrec_fusion_forward_{suffix}", (B, 1, 1), (THREADS, 1, 1), forward_smem(n, dc),
                   [out.data_ptr(), *item.args(), *text.args(), h.data_ptr(), *gates, n, d, dc], device)
     return out
@@ -148,13 +184,16 @@ def spectral_fusion_backward_cuda(
     fusion_gate_bias: torch.Tensor,
     d_item: torch.Tensor | None = None,
     d_text: torch.Tensor | None = None,
+    *,
+    dc: int | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Gradients of ``(item_emb, text_emb, complex_weight, item_gate_weight, item_gate_bias,
     fusion_gate_weight, fusion_gate_bias)``, each shaped and typed like its input (``d_item`` and
     ``d_text`` written into the given contiguous tensors if any). Parameter gradients are summed in
-    fp32 in a fixed order."""
+    fp32 in a fixed order. ``dc`` as for :func:`spectral_fusion_forward_cuda`."""
     B, n, d = item_emb.shape
     device, dtype = item_emb.device, item_emb.dtype
+    dc = _chunk_width(n, dc)
     K = n // 2 + 1
     if d_item is None:
         d_item = torch.empty((B, n, d), dtype=dtype, device=device)
@@ -169,7 +208,6 @@ def spectral_fusion_backward_cuda(
     grad, item, text = _Rows.of(grad_out), _Rows.of(item_emb), _Rows.of(text_emb)
     (gi_w, gi_b, gf_w, gf_b), _keep = _gate_args(item_gate_weight, item_gate_bias, fusion_gate_weight,
                                                  fusion_gate_bias)
-    dc = chunk_width(n)
     block = (THREADS, 1, 1)
 
     coef = torch.empty((B, n, 4), **f32)

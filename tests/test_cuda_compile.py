@@ -99,16 +99,21 @@ def elf_function_symbols(image: bytes) -> dict[str, str]:
 @needs_nvcc
 @pytest.mark.parametrize("arch", ARCHS, ids=[f"sm_{a}" for a in ARCHS])
 @pytest.mark.parametrize("source", SOURCES)
-def test_compiles_without_spills(source: str, arch: str, tmp_path: Path, record_property) -> None:
+@pytest.mark.parametrize("defines", [(), ("TEDREC_ROWS=8",)], ids=["as-shipped", "rows8"])
+def test_compiles_without_spills(source: str, arch: str, defines: tuple[str, ...], tmp_path: Path,
+                                 record_property) -> None:
+    """Also the variant the tuning sweep times (bench/tune_spectral_fusion.py: 8 rows per thread)."""
     start = time.perf_counter()
     result = run_nvcc(["-gencode", f"arch=compute_{arch},code=sm_{arch}", "-O3", "-Xptxas", "-v", "-c",
-                       str(csrc_dir() / source), "-o", str(tmp_path / "kernels.o")], cwd=tmp_path)
+                       *(f"-D{d}" for d in defines), str(csrc_dir() / source), "-o", str(tmp_path / "kernels.o")],
+                      cwd=tmp_path)
     seconds = time.perf_counter() - start
     functions = parse_ptxas_verbose(result.stdout + result.stderr)
     kernels = {name: f for name, f in functions.items() if "registers" in f}
     assert kernels, f"no entry function in the ptxas output:\n{result.stderr}"
     record_property("registers", {name: f["registers"] for name, f in kernels.items()})
-    print(f"\n{source} for sm_{arch} ({seconds:.1f} s): registers, stack frame and spill bytes per kernel")
+    print(f"\n{source} {' '.join(defines)} for sm_{arch} ({seconds:.1f} s): registers, stack frame and spill "
+          "bytes per kernel")
     print(f"  {'kernel':<36} {'regs':>5} {'stack':>6} {'spill st':>9} {'spill ld':>9}")
     for name in sorted(kernels):
         f = kernels[name]

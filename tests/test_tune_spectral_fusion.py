@@ -12,6 +12,9 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -244,6 +247,18 @@ def test_rel_err_and_tolerance() -> None:
     assert tune.tolerance(fwd32) == FORWARD[torch.float32][0]
     assert tune.tolerance(dataclasses.replace(fwd32, direction="bwd", dtype="bfloat16")) == BACKWARD[torch.bfloat16][0]
     assert tune.tolerance(dataclasses.replace(fwd32, precision="high")) == 5e-3
+
+
+def test_swept_eight_warp_kernels_compile_for_sm90() -> None:
+    """The 8-warp Triton variants at TedRec's shape (incl. the spill-free BLOCK_D 64 candidate and BLOCK_K 32),
+    compiled for sm_90 without a GPU: a GPU-only compile error in them fails here. (All 22 take minutes.)"""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-m", "bench.tune_spectral_fusion", "--aot", "--modes", "float32-highest",
+                             "--only", "w8"], capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 8 and all(r["registers"] > 0 for r in records)
+    assert any("64x16x64 w8" in r["kernel"] and r["spill_store_bytes"] == 0 for r in records)
 
 
 def test_aot_compiles_each_swept_kernel_once(monkeypatch: pytest.MonkeyPatch) -> None:

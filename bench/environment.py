@@ -6,22 +6,13 @@ import datetime as dt
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import torch
 
-__all__ = ["commit", "run_header", "results_path", "write_json", "describe"]
+from tedrec_fast.train.report import source_commit
 
-
-def commit() -> str:
-    """The checkout's short commit hash, or ``"unknown"`` outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+__all__ = ["run_header", "results_path", "write_json", "describe"]
 
 
 def run_header(device: str = "cuda") -> dict:
@@ -34,7 +25,7 @@ def run_header(device: str = "cuda") -> dict:
         "cuda_loaders": {row["name"]: row["reason"] or "available" for row in loaders_report()},
         "device": torch.cuda.get_device_name(device),
         "date": dt.date.today().isoformat(),
-        "commit": commit(),
+        "commit": source_commit(),
         "torch": torch.__version__,
         "triton": triton.__version__,
     }

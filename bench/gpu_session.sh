@@ -3,7 +3,7 @@
 #
 #   bash bench/gpu_session.sh stage     HERE, before the session: data + text embeddings into .gpu_data/
 #   bash bench/gpu_session.sh tests     install, list backends/loaders, GPU correctness tests
-#   bash bench/gpu_session.sh bench     the spectral-fusion table (triton and cuda vs torch.fft)
+#   bash bench/gpu_session.sh bench     the spectral-fusion table (triton and cuda vs torch.fft; BUDGET_S=480)
 #   bash bench/gpu_session.sh tune      the tuning sweeps (spectral fusion, then the full-catalog loss)
 #   bash bench/gpu_session.sh catalog   the large-catalog table
 #   bash bench/gpu_session.sh train     Online Retail TedRec and SASRec, then ML-100k TedRec vs SASRec
@@ -70,7 +70,7 @@ case "$stage" in
       2>&1 | tee "$out/tests.log" | tail -40
     ;;
   bench)
-    python -m bench --out-dir "$out" --budget-s 480 2>&1 | tee "$out/bench.log" | tail -40
+    python -m bench --out-dir "$out" --budget-s "${BUDGET_S:-480}" 2>&1 | tee "$out/bench.log" | tail -40
     ;;
   tune)
     { python -m bench.tune_spectral_fusion --out-dir "$out" --budget-s 270

@@ -81,6 +81,8 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     assert {"seconds_per_epoch", "test_recall@10", "test_ndcg@10", "test_recall@20", "test_ndcg@20"} <= set(record)
     assert record["batch_size"] == CPU_SCHEDULE["batch_size"]
     assert (record["stop_reason"], record["max_minutes"]) == ("epochs", 60.0)
+    assert (record["lr"], record["patience"], record["threads"]) == (0.01, 10, torch.get_num_threads())
+    assert record["processor"] and record["commit"] and record["torch"] == torch.__version__
 
     assert main(["evaluate", "--checkpoint", str(run_dir), "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import platform
 import re
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonlLog", "format_metrics_table", "append_result_record", "results_path"]
+__all__ = ["JsonlLog", "format_metrics_table", "append_result_record", "results_path", "source_commit",
+           "processor_name"]
 
 
 class JsonlLog:
@@ -52,6 +55,28 @@ def format_metrics_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     for name, metrics in rows.items():
         lines.append(f"{name:<{label}}  " + "  ".join(f"{metrics[c]:>{width}.4f}" for c in columns))
     return "\n".join(lines)
+
+
+def source_commit() -> str:
+    """The short commit hash of the checkout this package runs from, or ``"unknown"`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def processor_name() -> str:
+    """The host CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`), or ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def results_path(results_dir: str | os.PathLike, device_name: str, date: _dt.date | None = None) -> Path:

@@ -26,7 +26,13 @@ from tedrec_fast.parallel import to_catalog_parallel
 from tedrec_fast.train.checkpoint import seed_everything
 from tedrec_fast.train.distributed import DistContext, init_distributed
 from tedrec_fast.train.evaluate import full_sort_evaluate
-from tedrec_fast.train.report import append_result_record, format_metrics_table, results_path
+from tedrec_fast.train.report import (
+    append_result_record,
+    format_metrics_table,
+    processor_name,
+    results_path,
+    source_commit,
+)
 from tedrec_fast.train.trainer import BEST_NAME, CATALOG_NEEDS_PROCESSES, Trainer, TrainResult, load_run_checkpoint
 
 __all__ = ["CPU_SCHEDULE", "apply_cpu_schedule", "load_data", "build_recommender", "fusion_backend_name",
@@ -164,13 +170,20 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
 
 def train_record(cfg: RunConfig, dataset_name: str, model_name: str, device: torch.device, dist: DistContext,
                  backend: str, result: TrainResult, text_used: bool) -> dict[str, Any]:
-    """The ``"op": "train"`` result record of one finished run (bench/results schema, README)."""
+    """The ``"op": "train"`` result record of one finished run (bench/results schema, README).
+
+    Besides the metrics it names where and from what it ran (``commit``, ``torch``, and on a CPU ``processor``
+    and ``threads``) and the schedule (``lr``, ``seed``, ``patience``, ``max_steps_per_epoch``, ``batch_size``).
+    """
+    host = {"processor": processor_name(), "threads": torch.get_num_threads()} if device.type == "cpu" else {}
     return {
         "op": "train", "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "dataset": dataset_name, "model": model_name, "device": _device_name(device),
+        "commit": source_commit(), "torch": torch.__version__,
+        "dataset": dataset_name, "model": model_name, "device": _device_name(device), **host,
         "world_size": dist.world_size,
         "parallel": ("catalog" if cfg.train.catalog_parallel else "data") if dist.enabled else None,
-        "fusion_backend": backend, "batch_size": cfg.train.batch_size, "bf16": cfg.train.bf16,
+        "fusion_backend": backend, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "seed": cfg.train.seed,
+        "patience": cfg.train.patience, "max_steps_per_epoch": cfg.train.max_steps_per_epoch, "bf16": cfg.train.bf16,
         "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
         "stop_reason": result.stop_reason, "max_minutes": cfg.train.max_minutes,
         "encoder": cfg.encoder if text_used else None,

@@ -5,10 +5,39 @@ kernel is defined), so it is set here, in the first file pytest loads. With a GP
 run on the device. Likewise the CUDA C++ kernels run on the CPU emulator without a GPU.
 """
 
+import importlib.metadata
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+
+def _load_installed_kernels_package() -> None:
+    """Import the PyPI package ``kernels`` (a dependency of recent transformers) from its installed files.
+
+    pytest puts the repository root on ``sys.path`` for the ``tests`` package, where the top-level
+    ``kernels/`` folder (installed as ``tedrec_fast.kernels``) would shadow it, and transformers' import of
+    ``kernels`` would fail (``python -m ...`` run from the repository root does the same; the
+    ``tedrec-fast`` command does not).
+    """
+    try:
+        dist = importlib.metadata.distribution("kernels")
+    except importlib.metadata.PackageNotFoundError:
+        return
+    package = Path(dist.locate_file("kernels"))
+    if "kernels" in sys.modules or not (package / "__init__.py").is_file():
+        return
+    spec = importlib.util.spec_from_file_location("kernels", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kernels"] = module
+    spec.loader.exec_module(module)
+
+
+_load_installed_kernels_package()
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -148,7 +148,7 @@ def build_sequences(raw: RawInteractions, k: int = 5, max_seq_length: int = 50) 
     times = np.asarray(raw.frame["timestamp"].to_numpy(), dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(times))
     if len(bad):
-        raise ValueError(f"interaction {bad[0] + 1}: timestamp {times[bad[0]]!r} is not a finite number")
+        raise ValueError(f"interaction {bad[0] + 1}: timestamp {float(times[bad[0]])!r} is not a finite number")
     user_codes, user_uniques = _cleaned_codes(raw.frame["user"])
     item_codes, item_uniques = _cleaned_codes(raw.frame["item"])
     item_text = pd.Series(item_uniques, dtype=object).map(texts)

@@ -221,7 +221,7 @@ def _timestamps(path: Path, unit: str, column: pa.ChunkedArray, name: str) -> np
     values = np.asarray(values, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        raise ValueError(f"{_where(path, unit, bad[0])}: {name} is {values[bad[0]]!r}, not a finite number")
+        raise ValueError(f"{_where(path, unit, bad[0])}: {name} is {float(values[bad[0]])!r}, not a finite number")
     return values
 
 

@@ -184,19 +184,25 @@ def _where(path: Path, unit: str, row: int) -> str:
     return f"{path}, line {row + 2}" if unit == "line" else f"{path}, row {row + 1}"
 
 
-def _ids(path: Path, unit: str, table: pa.Table, name: str, types: dict[str, str]) -> pa.Array:
-    """An id column as non-empty strings."""
+def _ids(path: Path, unit: str, table: pa.Table, name: str, types: dict[str, str]) -> pa.DictionaryArray:
+    """An id column, dictionary-encoded, its dictionary non-empty strings (integer ids are encoded first and
+    only the distinct values turned into strings)."""
     column = table.column(name).combine_chunks()
     if types.get(name, "token") != "token" or pa.types.is_floating(column.type):
         declared = f"{name}:{types[name]}" if name in types else f"{name} ({column.type})"
         raise ValueError(f"{path}, line 1: the id field {declared} must hold tokens (e.g. {name}:token), not "
                          "numbers: 1.0 and 1 would be different ids")
-    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-        column = pc.cast(column, pa.string())
-    empty = pc.fill_null(pc.equal(pc.utf8_length(column), 0), True)
+    if column.null_count:
+        raise ValueError(f"{_where(path, unit, pc.index(pc.is_null(column), True).as_py())}: {name} is empty")
+    encoded = pc.dictionary_encode(column)
+    dictionary = encoded.dictionary
+    if not pa.types.is_string(dictionary.type) and not pa.types.is_large_string(dictionary.type):
+        dictionary = pc.cast(dictionary, pa.string())
+    empty = pc.equal(pc.utf8_length(dictionary), 0)
     if pc.any(empty).as_py():
-        raise ValueError(f"{_where(path, unit, pc.index(empty, True).as_py())}: {name} is empty")
-    return column
+        row = pc.index(encoded.indices, pc.index(empty, True).as_py()).as_py()
+        raise ValueError(f"{_where(path, unit, row)}: {name} is empty")
+    return pa.DictionaryArray.from_arrays(encoded.indices, dictionary)
 
 
 def _timestamps(path: Path, unit: str, column: pa.ChunkedArray, name: str) -> np.ndarray:
@@ -225,8 +231,7 @@ def _timestamps(path: Path, unit: str, column: pa.ChunkedArray, name: str) -> np
     return values
 
 
-def _categorical(column: pa.Array) -> pd.Categorical:
-    encoded = pc.dictionary_encode(column)
+def _categorical(encoded: pa.DictionaryArray) -> pd.Categorical:
     return pd.Categorical.from_codes(encoded.indices.to_numpy(zero_copy_only=False),
                                      pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object))
 
@@ -239,7 +244,7 @@ def _item_texts(spec: TableSpec) -> dict[str, str] | None:
     id_column = spec.item_id or spec.item
     text_columns = list(spec.text) or [c for c in _column_names(path, spec) if c != id_column]
     table, types, unit = _read_columns(path, spec, [id_column, *text_columns])
-    ids = _ids(path, unit, table, id_column, types).to_pylist()
+    ids = _ids(path, unit, table, id_column, types).cast(pa.string()).to_pylist()
     parts = [pc.fill_null(pc.utf8_trim_whitespace(pc.cast(table.column(c), pa.string())), "").to_pylist()
              for c in text_columns]
     texts: dict[str, str] = {}

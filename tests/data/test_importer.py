@@ -183,3 +183,23 @@ def test_missing_attribute_dataset_trains(tmp_path):
     config = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=3, progress=False)
     result = Trainer(model, data, config, device="cpu").fit()
     assert set(result.test) == {"recall@10", "ndcg@10", "recall@20", "ndcg@20"}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_preset_readers_refuse_non_finite_timestamps(tmp_path, value):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("meta_Office_Products.json", "Office_Products.csv"):
+        shutil.copy(FIXTURES / "amazon" / name, raw / name)
+    ratings = (raw / "Office_Products.csv").read_text().splitlines()
+    ratings[3] = ratings[3].rsplit(",", 1)[0] + "," + value
+    (raw / "Office_Products.csv").write_text("\n".join(ratings) + "\n")
+    with pytest.raises(ValueError, match=r"Office_Products.csv, line 4: expected item,user,rating,unix-time"):
+        prepare_dataset("amazon-office", tmp_path / "out", raw=raw)
+    ml1m = tmp_path / "ml-1m"
+    shutil.copytree(FIXTURES / "ml-1m", ml1m)
+    lines = (ml1m / "ratings.dat").read_text(encoding="latin-1").splitlines()
+    lines[2] = lines[2].rsplit("::", 1)[0] + "::" + value
+    (ml1m / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=rf"ratings.dat, line 3: timestamp '{value}' is not a finite number"):
+        prepare_dataset("ml-1m", tmp_path / "out", raw=ml1m)

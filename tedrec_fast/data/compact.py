@@ -17,7 +17,7 @@ the target, oldest first, right-padded with 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +60,18 @@ class CompactSequences:
     offsets: torch.Tensor  # (n_users + 1,) int64
     valid: torch.Tensor  # (n_users,) int32 position of the valid target
     test: torch.Tensor  # (n_users,) int32 position of the test target
+    _copies: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to(self, device: torch.device | str) -> CompactSequences:
-        """This store on ``device``."""
-        return CompactSequences(*(t.to(device) for t in (self.items, self.offsets, self.valid, self.test)))
+        """This store on ``device``: one copy per device, shared by the splits that move there."""
+        device = torch.device(device)
+        if device == self.items.device:
+            return self
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = CompactSequences(*(t.to(device) for t in (self.items, self.offsets, self.valid,
+                                                                          self.test)))
+        return self._copies[key]
 
     @property
     def nbytes(self) -> int:

@@ -89,6 +89,7 @@ def test_compact_memory_is_about_four_bytes_per_interaction(tmp_path):
     assert store.items.dtype == torch.int32
     n_users = len(prepared.user_tokens)
     split = CompactSplit(store, "train", 50)
+    assert split.to("cpu").store is store and store.to("meta") is store.to("meta")  # one copy per device
     assert split.nbytes == 4 * len(prepared.items) + 8 * (n_users + 1) + 8 * n_users + 8 * (n_users + 1)
 
 

@@ -17,6 +17,7 @@ Parquet file's row).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -95,9 +96,15 @@ def _format_of(path: Path, fmt: str) -> str:
     return "atomic" if any(s in ATOMIC_SUFFIXES for s in suffixes) else "csv"
 
 
+def _text_lines(path: Path) -> io.TextIOWrapper:
+    """``path`` as UTF-8 text lines, decompressed when its name ends in .gz, .bz2, .zst, ... (as pyarrow reads it)."""
+    return io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding="utf-8", errors="replace",
+                            newline="")
+
+
 def _first_bad_line(path: Path, delimiter: str, n_fields: int, quoting: int) -> str:
     """Where the first row with the wrong number of fields is (only on the error path: a Python scan)."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    with _text_lines(path) as handle:
         for number, row in enumerate(csv.reader(handle, delimiter=delimiter, quoting=quoting), 1):
             if len(row) != n_fields:
                 return f"line {number}: expected {n_fields} fields, found {len(row)}"
@@ -107,11 +114,10 @@ def _first_bad_line(path: Path, delimiter: str, n_fields: int, quoting: int) -> 
 def _read_delimited(path: Path, delimiter: str, atomic: bool, wanted: list[str]) -> tuple[pa.Table, dict[str, str]]:
     """The ``wanted`` columns of a CSV or atomic file as strings, and the atomic field types (empty for CSV)."""
     types: dict[str, str] = {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            header = handle.readline().rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}, line 1: not valid UTF-8") from None
+    with _text_lines(path) as handle:
+        header = handle.readline().rstrip("\r\n")
+    if "\ufffd" in header:
+        raise ValueError(f"{path}, line 1: not valid UTF-8")
     if not header:
         raise ValueError(f"{path}, line 1: empty, expected a header line")
     if atomic:
@@ -173,7 +179,7 @@ def _column_names(path: Path, spec: TableSpec) -> list[str]:
             return pq.read_schema(path).names
         except (pa.ArrowException, OSError) as err:
             raise ValueError(f"{path}: not a readable Parquet file ({err})") from None
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with _text_lines(path) as handle:
         header = handle.readline().rstrip("\r\n")
     if fmt == "atomic":
         return [spec.partition(":")[0] for spec in header.split("\t")]

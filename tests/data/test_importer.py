@@ -203,3 +203,19 @@ def test_preset_readers_refuse_non_finite_timestamps(tmp_path, value):
     (ml1m / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
     with pytest.raises(ValueError, match=rf"ratings.dat, line 3: timestamp '{value}' is not a finite number"):
         prepare_dataset("ml-1m", tmp_path / "out", raw=ml1m)
+
+
+def test_gzipped_csv_with_default_text_columns(tmp_path):
+    import gzip
+
+    csv_inter, csv_item, _, _ = _write_csv_and_parquet(tmp_path)
+    for path in (csv_inter, csv_item):
+        with gzip.open(path.with_suffix(".csv.gz"), "wb") as handle:
+            handle.write(path.read_bytes())
+    columns = dict(user="uid", item="mid", timestamp="ts")
+    plain = prepare_table(TableSpec(inter=str(csv_inter), item_table=str(csv_item), **columns), tmp_path / "p")
+    zipped = prepare_table(TableSpec(inter=str(csv_inter.with_suffix(".csv.gz")),
+                                     item_table=str(csv_item.with_suffix(".csv.gz")), **columns), tmp_path / "z")
+    assert zipped.name == plain.name == "log"
+    assert _rows(zipped) == _rows(plain)
+    assert "Untitled Reel Documentary." in _rows(plain)["text"]  # all item columns but the id, in order

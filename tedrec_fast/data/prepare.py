@@ -82,7 +82,10 @@ def _prepare(name: str, inputs: list[Path], read: Callable[[], RawInteractions],
         raw = read()
         bar.update()
         phase("build")
-        prepared = build_sequences(raw, k=K_CORE, max_seq_length=parameters["max_seq_length"])
+        try:
+            prepared = build_sequences(raw, k=K_CORE, max_seq_length=parameters["max_seq_length"])
+        except ValueError as err:  # e.g. nothing left after the k-core: say which data
+            raise ValueError(f"{', '.join(str(p) for p in inputs)}: {err}") from None
         del raw
         bar.update()
         with atomic_directory(directory) as tmp:

@@ -80,6 +80,9 @@ def test_compact_rows_equal_recbole_rows(tmp_path, seed):
             for part in (slice(1, None, 2), slice(0, 3), slice(len(c) - 2, len(c) + 5)):
                 for got, want in zip(c.rows(part), split_rows(o, part), strict=True):
                     assert torch.equal(got, want)
+    # the item order build_sequences derives from split positions equals first appearance in the RecBole stream
+    (legacy / "r.text").unlink()
+    assert load_dataset(legacy, max_len).item_tokens == new.item_tokens
 
 
 def test_compact_memory_is_about_four_bytes_per_interaction(tmp_path):

@@ -219,3 +219,9 @@ def test_gzipped_csv_with_default_text_columns(tmp_path):
     assert zipped.name == plain.name == "log"
     assert _rows(zipped) == _rows(plain)
     assert "Untitled Reel Documentary." in _rows(plain)["text"]  # all item columns but the id, in order
+
+
+def test_nothing_left_after_the_k_core_names_the_files(tmp_path):
+    path = _atomic(tmp_path, "user_id:token\titem_id:token\ttimestamp:float", ["u\ta\t1", "u\tb\t2"])
+    with pytest.raises(ValueError, match=r"bad.inter: no interactions left after the iterative 5-core filter"):
+        prepare_table(TableSpec(inter=str(path)), tmp_path / "out")

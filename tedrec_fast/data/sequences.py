@@ -19,6 +19,7 @@ interactions fit in a few GB; a source may hand its user and item columns over a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,13 @@ import numpy as np
 import pandas as pd
 
 from tedrec_fast.data.atomic import SPLIT_FIELDS, write_atomic
+from tedrec_fast.data.storage import atomic_write_via
 
 PAD_TOKEN = "[PAD]"
 SPLITS = ("train", "valid", "test")
 _WHITESPACE = re.compile(r"\s+")
+#: users per chunk when streaming the RecBole export
+EXPORT_USERS_PER_CHUNK = 50_000
 
 
 @dataclass
@@ -60,23 +64,28 @@ class PreparedSequences:
 
     def rows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """``split``'s rows as (global target position, history length), user by user, by position."""
-        lengths = self.lengths
-        starts = self.offsets[:-1]
-        if split == "train":
-            counts = np.maximum(lengths - 3, 0)
-            within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-            target = np.repeat(starts, counts) + within
-            return target, np.minimum(within, self.max_seq_length)
-        back = {"valid": 2, "test": 1}[split]
-        present = lengths >= back
-        pos = (lengths - back)[present]
-        return starts[present] + pos, np.minimum(pos, self.max_seq_length)
+        return split_rows_of(self.offsets, split, self.max_seq_length)
 
     def counts(self) -> dict[str, int]:
         """Users, items (without padding), interactions and rows per split."""
         counts = {"users": len(self.user_tokens), "items": len(self.item_tokens) - 1, "interactions": len(self.items)}
         counts.update({split: len(self.rows(split)[0]) for split in SPLITS})
         return counts
+
+
+def split_rows_of(offsets: np.ndarray, split: str, max_seq_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (global target position, history length) of ``split`` for the users whose sequences start at
+    ``offsets[:-1]`` and end at ``offsets[1:]`` (any contiguous run of users)."""
+    lengths = np.diff(offsets)
+    starts = offsets[:-1]
+    if split == "train":
+        counts = np.maximum(lengths - 3, 0)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+        return np.repeat(starts, counts) + within, np.minimum(within, max_seq_length)
+    back = {"valid": 2, "test": 1}[split]
+    present = lengths >= back
+    pos = (lengths - back)[present]
+    return starts[present] + pos, np.minimum(pos, max_seq_length)
 
 
 def clean_token(token: str) -> str:
@@ -185,27 +194,63 @@ def build_sequences(raw: RawInteractions, k: int = 5, max_seq_length: int = 50) 
     )
 
 
+def _stream_atomic(path: Path, header: str, chunks: Iterator[list[str]]) -> None:
+    """Write an atomic file from chunks of body lines, atomically, never holding more than one chunk."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(header + "\n")
+            for lines in chunks:
+                if lines:
+                    handle.write("\n".join(lines) + "\n")
+
+    atomic_write_via(path, write)
+
+
+def _user_chunks(prepared: PreparedSequences) -> Iterator[tuple[int, int]]:
+    n_users = len(prepared.user_tokens)
+    for start in range(0, n_users, EXPORT_USERS_PER_CHUNK):
+        yield start, min(start + EXPORT_USERS_PER_CHUNK, n_users)
+
+
 def write_prepared(directory: Path, name: str, prepared: PreparedSequences) -> list[str]:
     """Write the RecBole files ``{name}.inter``, ``{name}.text`` and ``{name}.{split}.inter``; return their names.
 
     ``{name}.text`` has the header ``item_id:token text:token_seq`` and one row per item in item-index order
-    (row ``r`` of the body is item index ``r``; the padding item is not written).
+    (row ``r`` of the body is item index ``r``; the padding item is not written). The files are streamed,
+    :data:`EXPORT_USERS_PER_CHUNK` users at a time, in exactly the format of
+    :func:`tedrec_fast.data.atomic.write_atomic` (tokens are clean; a float column is written as integers when
+    every value is an integer).
     """
     item_tokens = np.asarray(prepared.item_tokens, dtype=object)
-    user_tokens = np.asarray(prepared.user_tokens, dtype=object)
-    position_user = np.repeat(np.arange(len(user_tokens)), prepared.lengths)
-    position_tokens = item_tokens[prepared.items].tolist()
-    write_atomic(directory / f"{name}.inter", {
-        "user_id:token": user_tokens[position_user],
-        "item_id:token": position_tokens,
-        "timestamp:float": prepared.times,
-    })
+    user_tokens = prepared.user_tokens
+    times = np.asarray(prepared.times, dtype=np.float64)
+    integral = bool(np.all(np.isfinite(times)) and np.array_equal(times, np.round(times)))
+
+    def time_strings(values: np.ndarray) -> list[str]:
+        return values.astype(np.int64).astype(str).tolist() if integral else [repr(float(v)) for v in values]
+
+    def inter_lines() -> Iterator[list[str]]:
+        for u0, u1 in _user_chunks(prepared):
+            p0, p1 = int(prepared.offsets[u0]), int(prepared.offsets[u1])
+            users = np.repeat(np.asarray(user_tokens[u0:u1], dtype=object), prepared.lengths[u0:u1]).tolist()
+            items = item_tokens[prepared.items[p0:p1]].tolist()
+            yield list(map("\t".join, zip(users, items, time_strings(times[p0:p1]), strict=True)))
+
+    def split_lines(split: str) -> Iterator[list[str]]:
+        for u0, u1 in _user_chunks(prepared):
+            offsets = prepared.offsets[u0:u1 + 1]
+            p0 = int(offsets[0])
+            tokens = item_tokens[prepared.items[p0:int(offsets[-1])]].tolist()
+            target, hist = split_rows_of(offsets, split, prepared.max_seq_length)
+            owner = np.searchsorted(offsets, target, side="right") - 1
+            users = [user_tokens[u0 + o] for o in owner.tolist()]
+            yield [f"{user}\t{' '.join(tokens[g - h:g])}\t{tokens[g]}"
+                   for user, g, h in zip(users, (target - p0).tolist(), hist.tolist(), strict=True)]
+
+    _stream_atomic(directory / f"{name}.inter", "user_id:token\titem_id:token\ttimestamp:float", inter_lines())
     names = [f"{name}.inter", write_text(directory, name, prepared)]
     for split in SPLITS:
-        target, hist = prepared.rows(split)
-        histories = [" ".join(position_tokens[g - h:g]) for g, h in zip(target.tolist(), hist.tolist(), strict=True)]
-        columns = (user_tokens[position_user[target]], histories, item_tokens[prepared.items[target]])
-        write_atomic(directory / f"{name}.{split}.inter", dict(zip(SPLIT_FIELDS, columns, strict=True)))
+        _stream_atomic(directory / f"{name}.{split}.inter", "\t".join(SPLIT_FIELDS), split_lines(split))
         names.append(f"{name}.{split}.inter")
     return names
 

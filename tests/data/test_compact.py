@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tedrec_fast.config import TrainConfig
-from tedrec_fast.data import CompactSplit, SequenceSplit, load_dataset, prepare_dataset
+from tedrec_fast.data import CompactSplit, SequenceSplit, load_dataset, prepare_dataset, sequences
 from tedrec_fast.data.compact import read_compact, split_rows, write_compact
 from tedrec_fast.data.download import DownloadError, cache_dir
 from tedrec_fast.data.sequences import RawInteractions, build_sequences, write_prepared
@@ -60,7 +60,11 @@ def test_compact_rows_equal_recbole_rows(tmp_path, seed):
     legacy.mkdir()
     compact.mkdir()
     write_prepared(legacy, "r", prepared)
-    write_prepared(compact, "r", prepared)
+    with pytest.MonkeyPatch.context() as patch:  # streamed in chunks of 2 users: the same bytes
+        patch.setattr(sequences, "EXPORT_USERS_PER_CHUNK", 2)
+        write_prepared(compact, "r", prepared)
+    for name in ("r.inter", "r.train.inter", "r.valid.inter", "r.test.inter"):
+        assert (compact / name).read_bytes() == (legacy / name).read_bytes()
     write_compact(compact, "r", prepared)
     for load_len in sorted({max_len, max(1, max_len - 1)}):  # the RecBole rows were cut to max_len at prepare time
         old, new = load_dataset(legacy, load_len), load_dataset(compact, load_len)

@@ -102,6 +102,7 @@ setup(
         "torch>=2.5",
         "numpy",
         "pyyaml",
+        "pyarrow",
         "tqdm",
         "pandas",
         "openpyxl",

@@ -3,7 +3,8 @@
 Default: the spectral-fusion table, written to ``bench/results/<date>_<gpu>.json`` (schema in the
 README) with a PNG of speedup over the eager reference beside it. ``--catalog``: the large-catalog
 table (bench/catalog.py), written to ``bench/results/<date>_<gpu>_catalog.json``. Needs a CUDA device:
-numbers not measured on a GPU are written nowhere.
+numbers not measured on a GPU are written nowhere. ``--data-scale``: the data path at scale on the CPU
+(bench/data_scale.py), appended to ``bench/results/data_scale_<date>_cpu.json``.
 """
 
 from __future__ import annotations
@@ -121,7 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog-sizes", type=int, nargs="+", default=list(CATALOG_SIZES))
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no spectral-fusion case after this many seconds (the target shape runs first)")
+    parser.add_argument("--data-scale", action="store_true",
+                        help="synthetic log -> prepare, load, a few training steps (CPU; bench/data_scale.py)")
+    parser.add_argument("--users", type=int, default=100_000, help="--data-scale: users generated")
+    parser.add_argument("--items", type=int, default=100_000, help="--data-scale: items generated")
+    parser.add_argument("--interactions", type=int, default=1_000_000, help="--data-scale: interactions generated")
+    parser.add_argument("--steps", type=int, default=3, help="--data-scale: timed training steps per model")
+    parser.add_argument("--models", default="sasrec,tedrec", help="--data-scale: comma-separated models")
     args = parser.parse_args(argv)
+    if args.data_scale:
+        from bench.data_scale import append_record, run
+
+        record = run(args.users, args.items, args.interactions, steps=args.steps, models=tuple(args.models.split(",")))
+        print(json.dumps(record))
+        print(f"wrote {append_record(record, args.out_dir)}")
+        return 0
     if not torch.cuda.is_available():
         print("python -m bench needs a CUDA device (none here); `pytest bench/` runs CPU reference sizes.",
               file=sys.stderr)

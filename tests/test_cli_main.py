@@ -24,11 +24,11 @@ def stand_ins(monkeypatch, tmp_path):
     calls = {}
     data = types.ModuleType("tedrec_fast.data")
 
-    def prepare_dataset(source, out_dir, raw=None, max_seq_length=50):
-        calls["prepare"] = (source, str(out_dir), raw, max_seq_length)
+    def find_or_prepare(dataset, data_dir, raw=None, max_seq_length=50):
+        calls["prepare"] = (dataset, str(data_dir), raw, max_seq_length)
         return tmp_path / "prepared"
 
-    data.prepare_dataset = prepare_dataset
+    data.find_or_prepare = find_or_prepare
     data.load_dataset = lambda path, max_seq_length=50: _with_text(make_dataset(max_seq_length=max_seq_length))
     models = types.ModuleType("tedrec_fast.models")
 
@@ -71,7 +71,7 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "CPU short schedule" in out and "'epochs'" not in out.split("CPU short schedule")[1].split("\n")[0]
     assert "spectral_fusion backend: none" in out and "ndcg@10" in out
-    assert stand_ins["prepare"] == ("ml-100k", str(tmp_path / "cache" / "datasets"), None, 6)
+    assert stand_ins["prepare"] == ("ml-100k", str(tmp_path / "cache"), None, 6)
     assert stand_ins["build"] == ("sasrec", 30, 6, {})
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]

@@ -81,8 +81,8 @@ def stand_ins(monkeypatch, tmp_path):
     calls = {"build": []}
     data = types.ModuleType("tedrec_fast.data")
 
-    def prepare_dataset(source, out_dir, raw=None, max_seq_length=50):
-        calls["prepare"] = source
+    def find_or_prepare(dataset, data_dir, raw=None, max_seq_length=50):
+        calls["prepare"] = dataset
         return tmp_path / "prepared"
 
     def load_dataset(path, max_seq_length=50):
@@ -90,7 +90,7 @@ def stand_ins(monkeypatch, tmp_path):
         dataset.item_text = [""] + [f"item {i}." for i in range(1, dataset.n_items)]
         return dataset
 
-    data.prepare_dataset, data.load_dataset = prepare_dataset, load_dataset
+    data.find_or_prepare, data.load_dataset = find_or_prepare, load_dataset
     models = types.ModuleType("tedrec_fast.models")
     models.MODEL_NAMES = ("sasrec", "tedrec", "tssr")
     models.needs_text_embeddings = lambda name: name != "sasrec"

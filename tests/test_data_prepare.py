@@ -219,13 +219,13 @@ def test_killed_process_leaves_no_half_dataset(tmp_path):
         import os
         import tedrec_fast.data.sequences as seq
         from tedrec_fast.data import prepare_dataset
-        real, count = seq.write_atomic, []
+        real, count = seq.atomic_write_via, []
         def dying(*args, **kwargs):
             count.append(1)
             if len(count) == 3:
                 os._exit(9)  # killed after two files were written
             return real(*args, **kwargs)
-        seq.write_atomic = dying
+        seq.atomic_write_via = dying
         prepare_dataset("online-retail", {str(tmp_path)!r}, raw={str(FIXTURES / "online_retail_iso.csv")!r})
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -2,32 +2,45 @@
 
 Public API::
 
-    from tedrec_fast.data import prepare_dataset, load_dataset, read_feat1cls, write_feat1cls, SOURCES
+    from tedrec_fast.data import prepare_dataset, prepare_table, TableSpec, load_dataset, find_or_prepare, SOURCES
 
-``prepare_dataset(source, out_dir)`` writes ``out_dir/source/`` with (``ds`` = the source name):
+``prepare_dataset(source, out_dir)`` (a preset) or ``prepare_table(TableSpec(...), out_dir)`` (any interactions
+table, :mod:`tedrec_fast.data.table`) writes ``out_dir/name/`` with (``ds`` = the name):
 
+* ``ds.seq.parquet``, ``ds.users.parquet``: the compact sequences (:mod:`tedrec_fast.data.compact`), which
+  :func:`load_dataset` reads into :class:`CompactSplit` rows gathered on demand;
 * ``ds.train.inter``, ``ds.valid.inter``, ``ds.test.inter``: ``user_id:token item_id_list:token_seq item_id:token``,
   one row per sample (every prefix; leave-one-out), histories of at most ``max_seq_length`` items, oldest first;
 * ``ds.inter``: ``user_id:token item_id:token timestamp:float``, the filtered interactions, user by user;
 * ``ds.text``: ``item_id:token text:token_seq``, one row per item **in item-index order** (body row ``r`` is item
   index ``r``; index 0 is padding and not written). A ``ds.feat1CLS`` file for the dataset must use the same order
   (row 0 = padding);
-* ``manifest.json``: content hash, parameters, raw files' sha256, counts, file list.
+* ``manifest.json``: content hash, parameters, raw files' sha256, counts, each file's size, rows and sha256.
+
+The RecBole ``.inter`` files are skipped with ``recbole_export=False``.
 
 Item order, user order and the filtering rules are documented in :mod:`tedrec_fast.data.sequences`.
 """
 
+from tedrec_fast.data.compact import CompactSplit
 from tedrec_fast.data.features import read_feat1cls, write_feat1cls
 from tedrec_fast.data.loading import SequenceSplit, SequentialDataset, load_dataset
-from tedrec_fast.data.prepare import prepare_dataset
+from tedrec_fast.data.locate import find_or_prepare
+from tedrec_fast.data.prepare import prepare_dataset, prepare_table
 from tedrec_fast.data.sources import SOURCES
+from tedrec_fast.data.table import TableSpec, read_table
 
 __all__ = [
     "SOURCES",
+    "CompactSplit",
     "SequenceSplit",
     "SequentialDataset",
+    "TableSpec",
+    "find_or_prepare",
     "load_dataset",
     "prepare_dataset",
+    "prepare_table",
+    "read_table",
     "read_feat1cls",
     "write_feat1cls",
 ]

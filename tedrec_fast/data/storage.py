@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,3 +80,66 @@ def read_manifest(directory: Path) -> dict | None:
 def write_manifest(directory: Path, manifest: dict) -> None:
     """Write ``manifest.json`` into ``directory`` atomically."""
     atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_write_via(path: str | Path, writer: Callable[[str], object]) -> None:
+    """Let ``writer(tmp_path)`` write a temporary file beside ``path``, fsync it and ``os.replace`` it onto ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def count_rows(path: str | Path) -> int:
+    """Data rows of a prepared file: a Parquet file's row count, else the lines after the header of a text file
+    (a last line without its newline is not counted, so a file cut inside its last field counts one row less)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    lines = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return max(lines - 1, 0)
+
+
+def file_record(path: str | Path) -> dict[str, int | str]:
+    """``{"bytes", "rows", "sha256"}`` of a prepared file, for the manifest."""
+    path = Path(path)
+    return {"bytes": path.stat().st_size, "rows": count_rows(path), "sha256": sha256_file(path)}
+
+
+def file_problems(directory: Path, records: dict, names: Iterable[str] | None = None, full: bool = False) -> list[str]:
+    """What is wrong with the files of ``directory`` against the manifest's ``records`` (``{name: file_record}``).
+
+    Checks existence and size of every recorded file, the row count of ``names`` (default: all) and, when
+    ``full``, every file's sha256. An empty list means all checks hold.
+    """
+    problems = []
+    for name, record in records.items():
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif (size := path.stat().st_size) != record["bytes"]:
+            problems.append(f"{path} has {size} bytes, the manifest records {record['bytes']} (truncated or changed)")
+        elif names is None or name in names or full:
+            try:
+                rows = count_rows(path)
+            except Exception as err:  # a damaged Parquet footer: pyarrow's errors have no common base with OSError
+                problems.append(f"{path} is unreadable ({err})")
+                continue
+            if rows != record["rows"]:
+                problems.append(f"{path} has {rows} rows, the manifest records {record['rows']} (truncated or changed)")
+            elif full and sha256_file(path) != record["sha256"]:
+                problems.append(f"{path}: sha256 differs from the manifest's (the file was changed)")
+    return problems

@@ -25,6 +25,7 @@ from typing import Protocol
 import torch
 import torch.distributed as torch_dist
 
+from tedrec_fast.data.compact import CompactSplit, split_rows, split_size
 from tedrec_fast.models.base import supports_item_tiles
 from tedrec_fast.parallel import CatalogShard, catalog_shard_of
 from tedrec_fast.train.distributed import DistContext, shard_bounds
@@ -224,7 +225,8 @@ def full_sort_evaluate(
     Args:
         model: a :class:`~tedrec_fast.models.base.SequentialRecommender`; scored tile by tile when it implements
             ``scoring_query`` and ``scoring_items``, else with ``full_sort_scores``.
-        split: item sequences, lengths and targets, on the model's device.
+        split: item sequences, lengths and targets, on the model's device (or a
+            :class:`~tedrec_fast.data.compact.CompactSplit` there: each chunk's rows gathered on the device).
         ks: cut-offs.
         batch_size: users scored at once.
         mask_history: give the items of each input sequence score -inf (RecBole's default is not to).
@@ -248,9 +250,9 @@ def full_sort_evaluate(
     if dist.enabled and catalog_shard_of(model) is not None:
         raise ValueError("full_sort_evaluate: a catalog-parallel model scores every user on every process; "
                          "data parallelism (dist) cannot be combined with it")
-    n_users = split.target.shape[0]
+    n_users = split_size(split)
     start, stop = shard_bounds(n_users, dist.rank, dist.world_size)
-    device = split.target.device
+    device = split.device if isinstance(split, CompactSplit) else split.target.device
     sums = torch.zeros(2 * len(ks), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
@@ -258,7 +260,7 @@ def full_sort_evaluate(
     try:
         for lo in range(start, stop, batch_size):
             hi = min(lo + batch_size, stop)
-            item_seq, item_seq_len, target = split.item_seq[lo:hi], split.item_seq_len[lo:hi], split.target[lo:hi]
+            item_seq, item_seq_len, target = split_rows(split, slice(lo, hi))
             ranks = _chunk_ranks(model, item_seq, item_seq_len, target, mask_history, autocast, item_tile_size)
             sums += rank_metric_sums(ranks, ks)
     finally:

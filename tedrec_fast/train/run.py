@@ -57,20 +57,17 @@ def _text_cache(cfg: RunConfig) -> Path:
 
 
 def load_data(cfg: RunConfig, dist: DistContext | None = None) -> Any:
-    """Prepare (or reuse) and load ``cfg.dataset``; a directory path is loaded as is.
+    """Load ``cfg.dataset``: a directory path as is, else the prepared ``<data_dir>/<dataset>`` when present, else
+    the preset prepared there now (:func:`tedrec_fast.data.find_or_prepare`).
 
     Under data parallelism rank 0 prepares first, the others wait and then load.
     """
-    from tedrec_fast.data import load_dataset, prepare_dataset
+    from tedrec_fast.data import find_or_prepare, load_dataset
 
     dist = dist or DistContext()
     if not dist.is_main:
         dist.barrier()
-    if Path(cfg.dataset).is_dir():
-        directory = Path(cfg.dataset)
-    else:
-        directory = prepare_dataset(cfg.dataset, Path(cfg.data_dir).expanduser() / "datasets", raw=cfg.raw,
-                                    max_seq_length=cfg.max_seq_length)
+    directory = find_or_prepare(cfg.dataset, cfg.data_dir, raw=cfg.raw, max_seq_length=cfg.max_seq_length)
     if dist.is_main:
         dist.barrier()
     return load_dataset(directory, max_seq_length=cfg.max_seq_length)

@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from tedrec_fast.config import TrainConfig
+from tedrec_fast.data.compact import CompactSplit, split_rows, split_size
 from tedrec_fast.parallel import (
     catalog_shard_of,
     check_replicated,
@@ -158,7 +159,9 @@ class _LossModule(nn.Module):
         return self.model.calculate_loss(item_seq, item_seq_len, target)
 
 
-def _to_device(split: SplitLike, name: str, device: torch.device) -> _Split:
+def _to_device(split: SplitLike | CompactSplit, name: str, device: torch.device) -> _Split | CompactSplit:
+    if isinstance(split, CompactSplit):  # int32 sequences on the device, each batch's rows gathered there
+        return split.to(device)
     for attr in ("item_seq", "item_seq_len", "target"):
         if not isinstance(getattr(split, attr, None), torch.Tensor):
             raise TypeError(f"Trainer: dataset.{name}.{attr} must be a torch.Tensor")
@@ -275,7 +278,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> float:
         """One pass over the (shuffled) training set; returns the mean training loss over all processes."""
         cfg, split, data = self.config, self.splits["train"], self.data_dist
-        n = split.target.shape[0]
+        n = split_size(split)
         perm = torch.randperm(n, generator=self.generator, device=self.device)
         steps = self._steps_per_epoch(n)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -290,7 +293,7 @@ class Trainer:
             lo, hi = shard_bounds(global_size, data.rank, data.world_size)
             idx = global_idx[lo:hi]
             with self._autocast():
-                loss = self.loss_module(split.item_seq[idx], split.item_seq_len[idx], split.target[idx])
+                loss = self.loss_module(*split_rows(split, idx))
             scale = (hi - lo) * data.world_size / global_size
             self.optimizer.zero_grad(set_to_none=True)
             (loss * scale if scale != 1 else loss).backward()

@@ -13,6 +13,7 @@ import html
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tedrec_fast.data.download import fetch_url
@@ -63,10 +64,10 @@ def read_ratings(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as err:
         raise ValueError(f"{path}: {err}") from None
     timestamp = pd.to_numeric(frame["timestamp"], errors="coerce")
-    bad = timestamp.isna() | (frame["item"] == "") | (frame["user"] == "")
+    bad = ~np.isfinite(timestamp.to_numpy(dtype=np.float64)) | (frame["item"] == "") | (frame["user"] == "")
     if bad.any():
-        line = int(bad.to_numpy().argmax()) + 1
-        raise ValueError(f"{path}, line {line}: expected item,user,rating,unix-time")
+        line = int(bad.argmax()) + 1
+        raise ValueError(f"{path}, line {line}: expected item,user,rating,unix-time (a finite number)")
     frame = frame.assign(timestamp=timestamp).drop_duplicates(["item", "user", "timestamp"])
     return frame[["user", "item", "timestamp"]].reset_index(drop=True)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from tedrec_fast.data.atomic import read_atomic
 from tedrec_fast.data.download import fetch_from_wheel, fetch_url
 from tedrec_fast.data.sequences import RawInteractions
 from tedrec_fast.data.sources.common import Source, find_file, read_member
+from tedrec_fast.data.table import TableSpec, read_table
 
 RECBOLE_WHEEL = "recbole==1.2.1"
 ML_100K_MEMBERS = {  # sha256 measured on the files inside recbole-1.2.1-py3-none-any.whl
@@ -31,17 +32,9 @@ def movie_text(title: str, year: str, genres: str) -> str:
 
 
 def _read_ml100k(paths: list[Path]) -> RawInteractions:
-    inter = read_atomic(paths[0])
-    item = read_atomic(paths[1])
-    for path, frame, needed in ((paths[0], inter, ["user_id", "item_id", "timestamp"]),
-                                (paths[1], item, ["item_id", "movie_title", "release_year", "class"])):
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{path}, line 1: missing fields {missing}")
-    texts = {i: movie_text(t, y, g) for i, t, y, g in
-             zip(item["item_id"], item["movie_title"], item["release_year"], item["class"], strict=True)}
-    frame = pd.DataFrame({"user": inter["user_id"], "item": inter["item_id"], "timestamp": inter["timestamp"]})
-    return RawInteractions(frame, texts)
+    """The RecBole atomic files through the generic importer: text = title, year and genres an item has."""
+    return read_table(TableSpec(inter=str(paths[0]), item_table=str(paths[1]), format="atomic",
+                                text=("movie_title", "release_year", "class")))
 
 
 def _split_dat(path: Path, data: bytes, n_fields: int) -> list[list[str]]:
@@ -57,10 +50,11 @@ def _read_ml1m(paths: list[Path]) -> RawInteractions:
     ratings = pd.DataFrame(_split_dat(ratings_path, read_member(ratings_path, "ratings.dat"), 4),
                            columns=["user", "item", "rating", "timestamp"])
     timestamp = pd.to_numeric(ratings["timestamp"], errors="coerce")
-    if timestamp.isna().any():
-        line = int(timestamp.isna().to_numpy().argmax()) + 1
+    bad = ~np.isfinite(timestamp.to_numpy(dtype=np.float64))
+    if bad.any():
+        line = int(bad.argmax()) + 1
         value = ratings["timestamp"].iloc[line - 1]
-        raise ValueError(f"{ratings_path}, line {line}: timestamp {value!r} is not a number")
+        raise ValueError(f"{ratings_path}, line {line}: timestamp {value!r} is not a finite number")
     texts = {}
     for movie, title, genres in _split_dat(movies_path, read_member(movies_path, "movies.dat"), 3):
         match = _TITLE_YEAR.match(title)

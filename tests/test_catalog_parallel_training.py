@@ -27,7 +27,7 @@ from tedrec_fast.parallel import (
     sharded_state_keys,
     to_catalog_parallel,
 )
-from tedrec_fast.train import DistContext, Trainer, full_sort_evaluate, seed_everything
+from tedrec_fast.train import DistContext, Trainer, full_sort_evaluate, load_checkpoint, seed_everything
 from tedrec_fast.train.trainer import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, load_run_checkpoint, shard_file_name
 from tests.test_train_support import make_dataset
 
@@ -262,10 +262,10 @@ def test_training_equals_single_process(runs, single, name, world_size):
     assert sorted(p.name for p in run_dir.glob("*.pt")) == sorted(
         shard_file_name(f, r, world_size) for f in (BEST_NAME, CHECKPOINT_NAME) for r in range(world_size))
     merged = load_run_checkpoint(run_dir / BEST_NAME)
-    reference = torch.load(single[0] / name / BEST_NAME, weights_only=True)
+    reference = load_checkpoint(single[0] / name / BEST_NAME)
     assert merged["epoch"] == reference["epoch"] and "optimizer" not in merged
     _assert_states_equal(merged["model"], reference["model"])
-    last = torch.load(single[0] / name / CHECKPOINT_NAME, weights_only=True)["model"]
+    last = load_checkpoint(single[0] / name / CHECKPOINT_NAME)["model"]
     _assert_states_equal(load_run_checkpoint(run_dir / CHECKPOINT_NAME)["model"], last)
 
 

@@ -16,6 +16,7 @@ from tedrec_fast.data.storage import (
     sha256_file,
     write_manifest,
 )
+from tedrec_fast.safe_files import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def prepare_dataset(source: str, out_dir: str | Path, raw: str | Path | None = N
                   "preparation_version": PREPARATION_VERSION}
     digest = content_hash(hashes, parameters)
     directory = Path(out_dir) / source
+    remove_stale_temporaries(directory)  # of a killed earlier run
     if _is_current(directory, digest):
         log.info("%s is up to date (content hash %s)", directory, digest[:12])
         return directory

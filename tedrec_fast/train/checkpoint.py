@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ def _payload(path: Path, data: bytes) -> bytes:
     """The checked ``torch.save`` bytes of the checkpoint file ``path`` holding ``data``."""
     if not data:
         raise ValueError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or write")
+    if len(data) < len(_MAGIC) and _MAGIC.startswith(data):
+        raise ValueError(f"checkpoint {path} is truncated: only the first {len(data)} bytes of its header")
     if not data.startswith(_MAGIC):
         if data.startswith(b"PK\x03\x04") or data[:1] == b"\x80":
             raise ValueError(f"checkpoint {path} is a torch/pickle file without tedrec_fast's checksum header: not "
@@ -90,7 +93,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"checkpoint {path} cannot be read: {err.strerror or err}") from None
     payload = _payload(path, data)
     try:
-        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on unusual pickles: the error below says it in one line
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types; the message is what matters
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"checkpoint {path} cannot be loaded safely (weights only): {reason[:200]}") from None

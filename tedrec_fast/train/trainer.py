@@ -342,11 +342,14 @@ class Trainer:
         mean = total_loss / total_seen if total_seen else math.nan
         if not math.isfinite(mean):
             self._diverged(epoch, f"the mean training loss is {mean}")
+        return mean
+
+    def _check_weights(self, epoch: int) -> None:
+        """Raise :class:`TrainingDiverged` if any process's weights hold NaN or inf."""
         bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
         if self.dist.all_reduce_max(torch.tensor([float(bool(bad))], device=self.device)).item():
-            self._diverged(epoch, "the weights hold NaN or inf after the last step"
+            self._diverged(epoch, "the weights hold NaN or inf after the epoch's last step"
                            + (f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else ""))
-        return mean
 
     def _diverged(self, epoch: int, what: str) -> None:
         saved = (f"{self._path(CHECKPOINT_NAME)} holds epoch {self.epoch}" if self.output_dir is not None and self.epoch
@@ -385,6 +388,7 @@ class Trainer:
             epoch = self.epoch + 1
             start = time.perf_counter()
             loss = self.train_epoch(epoch)
+            self._check_weights(epoch)
             train_seconds = time.perf_counter() - start
             valid = self.evaluate("valid")
             valid_seconds = time.perf_counter() - start - train_seconds

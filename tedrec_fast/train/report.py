@@ -96,8 +96,10 @@ def append_result_record(path: str | os.PathLike, record: Mapping[str, Any]) -> 
     path = Path(path)
     records: list[Any] = []
     if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"append_result_record: {path} is not valid JSON ({err}); fix or move it") from None
         if not isinstance(records, list):
             raise ValueError(f"append_result_record: {path} must hold a JSON list")
     records.append(dict(record))

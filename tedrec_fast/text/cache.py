@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tedrec_fast.safe_files import atomic_write_bytes
+from tedrec_fast.safe_files import atomic_write_bytes, remove_stale_temporaries
 from tedrec_fast.text import encode as _encode
 
 __all__ = ["encode_dataset_texts", "cache_path"]
@@ -78,6 +78,8 @@ def encode_dataset_texts(
     if len(item_text) < 2:
         raise ValueError("item_text must hold the padding item 0 and at least one item")
     path = cache_path(item_text, dataset_name, encoder, cache_dir, pooling)
+    for target in (path, _checksum_path(path)):
+        remove_stale_temporaries(target)  # of a killed earlier write
     if path.is_file():
         table, problem = _load_checked(path, len(item_text))
         if table is not None:

@@ -331,9 +331,11 @@ class Trainer:
             bar.update(1)
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
                 running = loss_sum.item() / max(seen, 1)
-                if not math.isfinite(running):
+                flag = torch.tensor([0.0 if math.isfinite(running) else 1.0], device=self.device)
+                if data.all_reduce_max(flag).item():  # every process stops together
                     bar.close()
-                    self._diverged(epoch, f"the training loss is {running} by step {step + 1} of {steps}")
+                    value = running if not math.isfinite(running) else "non-finite on another process"
+                    self._diverged(epoch, f"the training loss is {value} by step {step + 1} of {steps}")
                 rate = (step + 1) * cfg.batch_size / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{running:.4f}", seq_per_s=f"{rate:.0f}")
         bar.close()

@@ -3,7 +3,9 @@
 ``python -m tests.trust_driver SCENARIOS.json`` imports the heavy modules once, then forks one child per
 scenario (the parent runs no torch op, so forking is safe). Each child sets ``TEDREC_FAST_FAULT`` to the
 scenario's ``fault`` (or unsets it), does its ``kind`` of work and writes its result as JSON to ``result``;
-the parent records how each child ended (``"exit 0"``, ``"signal 9"``) in ``SCENARIOS.json.status``.
+the parent records how each child ended (``"exit 0"``, ``"signal 9"``) in ``SCENARIOS.json.status``. A
+scenario with ``kill_fraction`` is sent SIGKILL by the parent, wherever the child is, once that fraction of
+the first scenario's duration has passed.
 
 Kinds: ``train`` (the tiny trainer of :mod:`tests.test_train_support`, ``epochs``, ``resume``, ``out``),
 ``prepare`` (``online-retail`` from the fixture into ``out`` with ``max_seq_length``), ``text`` (cached text
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +78,25 @@ def _child(scenario: dict[str, Any]) -> None:
     Path(scenario["result"]).write_text(json.dumps(result))
 
 
+def _wait(pid: int, kill_after: float | None) -> tuple[int, int]:
+    """``os.waitpid(pid)``; with ``kill_after`` the child is sent SIGKILL once that many seconds have passed."""
+    if kill_after is None:
+        return os.waitpid(pid, 0)
+    deadline = time.monotonic() + kill_after
+    while time.monotonic() < deadline:
+        done, wait_status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return done, wait_status
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)
+
+
 def main(path: str) -> None:
     scenarios = json.loads(Path(path).read_text())
-    status = []
+    status, durations = [], []
     for scenario in scenarios:
+        started = time.monotonic()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -92,7 +111,9 @@ def main(path: str) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        _, wait_status = os.waitpid(pid, 0)
+        kill_after = scenario["kill_fraction"] * durations[0] if "kill_fraction" in scenario else None
+        _, wait_status = _wait(pid, kill_after)
+        durations.append(time.monotonic() - started)
         if os.WIFSIGNALED(wait_status):
             status.append(f"signal {os.WTERMSIG(wait_status)}")
         else:

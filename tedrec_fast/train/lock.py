@@ -52,7 +52,7 @@ class RunLock:
             os.close(fd)  # the holder removed the file between our open and flock: lock the new one
         previous = os.read(fd, 200).decode("utf-8", "replace").split()
         if previous and previous[0].isdigit():
-            state = "no longer running" if not pid_alive(int(previous[0])) else "gone (its lock was released)"
+            state = "no longer running" if not pid_alive(int(previous[0])) else "it no longer holds it"
             print(f"taking over the stale lock {self.path} of process {previous[0]} ({state})", file=sys.stderr)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
@@ -66,12 +66,6 @@ class RunLock:
         self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     def __del__(self) -> None:
         self.release()

@@ -17,13 +17,15 @@ the model is converted by :func:`~tedrec_fast.parallel.to_catalog_parallel` (no 
 whole global batch with the same permutation and random streams, gradient clipping takes the norm over all
 shards, and evaluation combines the ranks of each user's target across processes. Each process writes its
 own checkpoint files (``last.rank{r}-of-{W}.pt``, ``best.rank{r}-of-{W}.pt``: replicated weights, its rows
-and their optimiser state) and resumes from them with the same number of processes;
+and their optimiser state; the previous ``last`` kept as ``.prev``, so that a kill between the processes' saves
+leaves an epoch they all hold) and resumes from them with the same number of processes;
 :func:`load_run_checkpoint` merges them into a single-process checkpoint.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from contextlib import nullcontext
@@ -66,6 +68,11 @@ RESUMABLE_SETTINGS = frozenset({"epochs", "patience", "max_minutes", "progress",
 #: the error of ``catalog_parallel`` in a single process
 CATALOG_NEEDS_PROCESSES = ("catalog_parallel shards the item table across processes: run under torchrun with "
                            "--nproc_per_node 2 or more")
+
+
+def _previous(path: Path) -> Path:
+    """Where a catalog-parallel process keeps its previous ``last`` checkpoint (``last.rank0-of-2.pt.prev``)."""
+    return path.with_name(path.name + ".prev")
 
 
 def shard_file_name(name: str, rank: int | str, world_size: int | str) -> str:
@@ -251,8 +258,9 @@ class Trainer:
         self.log = JsonlLog(self.output_dir / LOG_NAME) if self.output_dir and self.dist.is_main else None
         self.lock = RunLock(self.output_dir).acquire() if self.log is not None else None
         if self.output_dir is not None and (self.dist.is_main or self.catalog_parallel):
-            for name in (CHECKPOINT_NAME, BEST_NAME, LOG_NAME):
-                remove_stale_temporaries(self._path(name) if name != LOG_NAME else self.output_dir / name)
+            last = self._path(CHECKPOINT_NAME)
+            for target in (last, _previous(last), self._path(BEST_NAME), self.output_dir / LOG_NAME):
+                remove_stale_temporaries(target)
         #: one record per completed epoch (also kept in the last checkpoint)
         self.records: list[dict[str, Any]] = []
         self.epoch = 0
@@ -459,6 +467,9 @@ class Trainer:
         the log rewritten from the records: a kill between any two leaves a state ``--resume`` repairs."""
         if self.output_dir is None or not (self.dist.is_main or self.catalog_parallel):
             return
+        last = self._path(CHECKPOINT_NAME)
+        if self.catalog_parallel and last.is_file():  # the processes save one after another: keep a common epoch
+            os.replace(last, _previous(last))
         save_atomic(
             {
                 "epoch": self.epoch,
@@ -485,15 +496,10 @@ class Trainer:
         """This process's last checkpoint, or ``None`` to start fresh; raises if the processes disagree or only
         checkpoints of another parallel layout exist."""
         path = self._path(CHECKPOINT_NAME)
-        state = load_checkpoint(path) if path.is_file() else None
         if self.catalog_parallel:
-            epoch = float(state["epoch"]) if state is not None else -1.0
-            newest, oldest = self.dist.all_reduce_max(
-                torch.tensor([epoch, -epoch], dtype=torch.float64, device=self.device)).tolist()
-            if newest != -oldest:
-                pattern = shard_file_name(CHECKPOINT_NAME, "*", self.dist.world_size)
-                raise RuntimeError(f"Trainer: cannot resume: the files {pattern} in {self.output_dir} are missing "
-                                   "or from different epochs on some processes (an interrupted save)")
+            state = self._common_catalog_state(path)
+        else:
+            state = load_checkpoint(path) if path.is_file() else None
         if state is None:
             others = [p.name for p in self.output_dir.glob(shard_file_name(CHECKPOINT_NAME, "*", "*"))]
             others += [CHECKPOINT_NAME] if (self.output_dir / CHECKPOINT_NAME).is_file() else []
@@ -502,6 +508,28 @@ class Trainer:
                                  f"another parallel layout than this run's {path.name} (catalog_parallel and the "
                                  "number of processes must match)")
         return state
+
+    def _common_catalog_state(self, path: Path) -> dict[str, Any] | None:
+        """Under catalog parallelism, the newest epoch whose checkpoint every process holds (its last file, or the
+        previous one when a kill stopped the processes' saves part way), or ``None`` when none has any."""
+        previous = _previous(path)
+        candidates = [p for p in (path, previous) if p.is_file()]
+        states = [load_checkpoint(candidates[0])] if candidates else []
+        newest = float(states[0]["epoch"]) if states else -1.0
+        lowest, highest = self.dist.all_reduce_max(
+            torch.tensor([-newest, newest], dtype=torch.float64, device=self.device)).tolist()
+        target = -lowest
+        if highest < 0:
+            return None
+        if states and states[0]["epoch"] != target and len(candidates) > 1:
+            states = [load_checkpoint(candidates[1])]
+        held = float(bool(states) and states[0]["epoch"] == target)
+        everyone = -self.dist.all_reduce_max(torch.tensor([-held], dtype=torch.float64, device=self.device)).item()
+        if everyone < 1:  # some process lacks the target epoch
+            pattern = shard_file_name(CHECKPOINT_NAME, "*", self.dist.world_size)
+            raise ValueError(f"Trainer: cannot resume: the files {pattern} (and {pattern}.prev) in {self.output_dir} "
+                             "hold no epoch common to all processes (missing files or a damaged save)")
+        return states[0]
 
     def _check_settings(self, state: dict[str, Any], path: Path) -> None:
         """Refuse to resume ``state`` with settings other than the saved run's (:data:`RESUMABLE_SETTINGS` aside)."""

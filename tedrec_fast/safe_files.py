@@ -76,13 +76,15 @@ def _temporary_name(name: str, kind: str) -> str:
 def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of killed writes of ``target`` beside it; return what was removed.
 
-    Removed: ``.{name}.tmp-{pid}-*`` and ``.{name}.old-{pid}-*`` whose process is gone, and the pid-less
+    First, if ``target`` is missing because a two-rename directory swap was killed half way, its old copy is
+    moved back. Removed: ``.{name}.tmp-{pid}-*`` and ``.{name}.old-{pid}-*`` whose process is gone, and the pid-less
     names of earlier versions (``.{name}.tmp{pid}`` with a dead pid, ``.{name}.tmp-XXXXXXXX``,
     ``.{name}.old-XXXXXXXX``, ``.{name}.XXXXXXXX.tmp``).
     """
     target = Path(target)
     if not target.parent.is_dir():
         return []
+    _restore_interrupted_swap(target)
     name = re.escape(target.name)
     with_pid = re.compile(rf"\.{name}\.(?:tmp|old)-(\d+)-[0-9a-f]+|\.{name}\.tmp(\d+)")
     pidless = re.compile(rf"\.{name}\.(?:tmp|old)-[A-Za-z0-9_]{{8}}|\.{name}\.[A-Za-z0-9_]{{8}}\.tmp")
@@ -193,7 +195,6 @@ def atomic_directory(final: str | os.PathLike, exchange: bool = True) -> Iterato
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _restore_interrupted_swap(final)
     remove_stale_temporaries(final)
     tmp = final.with_name(_temporary_name(final.name, "tmp"))
     tmp.mkdir(mode=0o755)

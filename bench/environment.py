@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from pathlib import Path
 
 import torch
 
+from tedrec_fast.safe_files import atomic_write_bytes
 from tedrec_fast.train.report import source_commit
 
 __all__ = ["run_header", "results_path", "write_json", "describe"]
@@ -33,10 +33,7 @@ def run_header(device: str = "cuda") -> dict:
 
 def write_json(document: dict, path: Path) -> Path:
     """Write ``document`` to ``path`` atomically (a crash leaves the old file or the new one, never half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(document, indent=1) + "\n").encode("utf-8"), "results")
     return path
 
 

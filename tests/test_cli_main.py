@@ -9,6 +9,7 @@ import torch
 
 from tedrec_fast.cli import main
 from tedrec_fast.config import RunConfig, load_config
+from tedrec_fast.train import load_checkpoint
 from tedrec_fast.train.run import CPU_SCHEDULE
 from tests.test_train_support import TinyRec, make_dataset
 
@@ -96,7 +97,7 @@ def test_max_steps_zero_means_no_cap_and_config_file(stand_ins, tmp_path):
     argv = ["train", "--config", str(config), "--max-steps-per-epoch", "0", "--device", "cpu",
             "--output-dir", str(tmp_path / "run"), "--no-progress", "--max-seq-length", "6"]
     assert main(argv) == 0
-    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["train_config"]["batch_size"] == 64
     assert last["train_config"]["max_steps_per_epoch"] is None
     assert stand_ins["encode"] == (30, "tiny", "minilm")

@@ -17,12 +17,12 @@ import shlex
 import shutil
 import struct
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from tedrec_fast.cuda.abi import KINDS
 from tedrec_fast.cuda.sources import cache_dir, cache_key, csrc_dir, source_files
+from tedrec_fast.safe_files import atomic_file
 
 __all__ = ["Emulator", "emulator_unavailable", "load_emulator"]
 
@@ -62,19 +62,13 @@ def _library_path(cxx: list[str], flags: tuple[str, ...]) -> Path:
 
 
 def _compile(cxx: list[str], flags: tuple[str, ...], target: Path) -> None:
-    """Compile ``emulate.cpp`` with ``flags`` into ``target``, atomically (a temporary file, then ``os.replace``)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".so")
-    os.close(fd)
-    try:
-        command = [*cxx, *flags, "-o", tmp, str(csrc_dir() / "emulate" / "emulate.cpp")]
+    """Compile ``emulate.cpp`` with ``flags`` into ``target``, atomically (``safe_files.atomic_file``)."""
+    with atomic_file(target, "cache") as tmp:
+        command = [*cxx, *flags, "-o", str(tmp), str(csrc_dir() / "emulate" / "emulate.cpp")]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"compiling the CUDA emulator failed ({shlex.join(command)}):\n"
                                f"{result.stdout}{result.stderr}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class Emulator:

@@ -25,7 +25,7 @@ import torch
 
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
 from tedrec_fast.cuda.sources import assemble, cache_dir, cache_key
-from tedrec_fast.data.storage import atomic_write_bytes
+from tedrec_fast.safe_files import atomic_write_bytes
 
 __all__ = [
     "NvrtcModule",
@@ -152,7 +152,7 @@ def cached_cubin(source: str, arch: str) -> Path:
     key = cache_key(source, compile_options(arch), arch, nvrtc_version())
     path = cache_dir("nvrtc") / f"{key}.cubin"
     if not path.is_file():
-        atomic_write_bytes(path, compile_cubin(source, arch))
+        atomic_write_bytes(path, compile_cubin(source, arch), "cache")
     return path
 
 

@@ -130,4 +130,4 @@ def write_atomic(path: str | Path, columns: Mapping[str, Sequence[object]]) -> N
     if len({len(c) for c in cols}) > 1:
         raise ValueError(f"{path}: columns have different lengths")
     lines = ["\t".join(columns), *map("\t".join, zip(*cols, strict=True))]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"), point="prepare")

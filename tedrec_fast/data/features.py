@@ -29,4 +29,4 @@ def write_feat1cls(path: str | Path, array: np.ndarray) -> None:
     array = np.asarray(array)
     if array.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D (n_items, dim) array, got shape {array.shape}")
-    atomic_write_bytes(path, np.ascontiguousarray(array, dtype="<f4").tobytes())
+    atomic_write_bytes(path, np.ascontiguousarray(array, dtype="<f4").tobytes(), "prepare")

@@ -32,6 +32,7 @@ from tedrec_fast.data.storage import (
     write_manifest,
 )
 from tedrec_fast.data.table import TableSpec, read_table, table_inputs
+from tedrec_fast.safe_files import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def _prepare(name: str, inputs: list[Path], read: Callable[[], RawInteractions],
                   "preparation_version": PREPARATION_VERSION}
     digest = content_hash(hashes, parameters)
     directory = Path(out_dir) / name
+    remove_stale_temporaries(directory)  # of a killed earlier run
     if _current(directory, digest):
         log.info("%s is up to date (content hash %s)", directory, digest[:12])
         return directory

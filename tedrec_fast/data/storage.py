@@ -1,57 +1,18 @@
-"""Atomic file and directory writes, content hashing and the preparation manifest."""
+"""Content hashing and the preparation manifest (atomic writes: :mod:`tedrec_fast.safe_files`, re-exported)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from tedrec_fast.safe_files import atomic_directory, atomic_file, atomic_write_bytes
+
+__all__ = ["MANIFEST", "atomic_directory", "atomic_write_bytes", "atomic_write_via", "content_hash", "count_rows",
+           "file_problems", "file_record", "read_manifest", "sha256_file", "write_manifest"]
+
 MANIFEST = "manifest.json"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``final``; on success it replaces ``final`` in one rename.
-
-    On an exception the temporary directory is removed and ``final`` (old contents, or absent) is untouched.
-    A process killed mid-write leaves at most a hidden ``.{name}.tmp-*`` directory, never a partial ``final``.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, old / final.name)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -79,23 +40,14 @@ def read_manifest(directory: Path) -> dict | None:
 
 def write_manifest(directory: Path, manifest: dict) -> None:
     """Write ``manifest.json`` into ``directory`` atomically."""
-    atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
+                       point="prepare")
 
 
 def atomic_write_via(path: str | Path, writer: Callable[[str], object]) -> None:
-    """Let ``writer(tmp_path)`` write a temporary file beside ``path``, fsync it and ``os.replace`` it onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Let ``writer(tmp_path)`` write a prepared file through :func:`~tedrec_fast.safe_files.atomic_file`."""
+    with atomic_file(path, "prepare") as tmp:
+        writer(str(tmp))
 
 
 def count_rows(path: str | Path) -> int:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import re
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tedrec_fast.safe_files import atomic_write_bytes, remove_stale_temporaries
 from tedrec_fast.text import encode as _encode
 
 __all__ = ["encode_dataset_texts", "cache_path"]
@@ -26,6 +27,34 @@ def cache_path(item_text: list[str], dataset_name: str, encoder: str, cache_dir:
     return Path(cache_dir) / f"{dataset_name}.{slug}.{pooling}.{digest.hexdigest()[:16]}.npy"
 
 
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _load_checked(path: Path, rows: int) -> tuple[np.ndarray | None, str]:
+    """The cached table at ``path`` if it is sound, else ``(None, what is wrong)``."""
+    try:
+        data = path.read_bytes()
+        recorded = _checksum_path(path).read_text(encoding="utf-8").split()
+    except FileNotFoundError as err:
+        return None, f"{Path(err.filename).name} is missing (an interrupted write)"
+    except OSError as err:
+        return None, f"unreadable ({err.strerror or err})"
+    if not recorded or hashlib.sha256(data).hexdigest() != recorded[0]:
+        return None, "its content hash differs from the one recorded when it was written (corrupted or truncated)"
+    try:
+        table = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        return None, f"not a readable .npy file ({err})"
+    if table.dtype != np.float32 or table.ndim != 2 or table.shape[0] != rows:
+        return None, f"holds {table.dtype} {table.shape}, expected float32 ({rows}, dim)"
+    if not np.isfinite(table).all():
+        return None, "holds NaN or inf values"
+    if np.any(table[0]):
+        return None, "row 0 (the padding item) is not zero"
+    return table, ""
+
+
 def encode_dataset_texts(
     item_text: list[str],
     dataset_name: str,
@@ -37,25 +66,33 @@ def encode_dataset_texts(
     """Text embeddings ``(len(item_text), dim)`` float32 in item-index order, with row 0 (padding) = 0.
 
     ``item_text[i]`` is the text of item ``i``; ``item_text[0]`` (the padding item) is ignored. The result
-    is cached as ``.npy`` (see :func:`cache_path`) by dataset, encoder, pooling and a hash of the texts;
-    a later call with the same inputs loads it without encoding. The file is written to a temporary name
-    and renamed, so readers never see a partial file. ``encode_kwargs`` go to
+    is cached as ``.npy`` (see :func:`cache_path`) by dataset, encoder, pooling and a hash of the texts, with
+    the file's sha256 beside it (``.npy.sha256``); a later call with the same inputs loads it without encoding
+    after checking the hash, dtype, shape and that every value is finite. A cache failing a check is named on
+    stderr and rebuilt. Files are written atomically (:mod:`tedrec_fast.safe_files`). ``encode_kwargs`` go to
     :func:`~tedrec_fast.text.encode.encode_texts` (``batch_size``, ``device``, ``progress``, ...).
+
+    Raises:
+        ValueError: fewer than two texts, or the encoder returned NaN or inf values.
     """
     if len(item_text) < 2:
         raise ValueError("item_text must hold the padding item 0 and at least one item")
     path = cache_path(item_text, dataset_name, encoder, cache_dir, pooling)
+    for target in (path, _checksum_path(path)):
+        remove_stale_temporaries(target)  # of a killed earlier write
     if path.is_file():
-        return np.load(path)
+        table, problem = _load_checked(path, len(item_text))
+        if table is not None:
+            return table
+        print(f"text-embedding cache {path} is bad: {problem}; rebuilding it", file=sys.stderr)
     vectors = _encode.encode_texts(list(item_text[1:]), encoder, pooling=pooling, **encode_kwargs)
     table = np.concatenate([np.zeros((1, vectors.shape[1]), dtype=np.float32), vectors]).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, table)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if not np.isfinite(table).all():
+        raise ValueError(f"encoder {encoder!r} returned NaN or inf embeddings for dataset {dataset_name!r}")
+    buffer = io.BytesIO()
+    np.save(buffer, table)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data, "text_cache")
+    atomic_write_bytes(_checksum_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode(),
+                       "text_cache")
     return table

@@ -4,13 +4,14 @@ from tedrec_fast.train.checkpoint import load_checkpoint, save_atomic, seed_ever
 from tedrec_fast.train.distributed import DistContext, init_distributed
 from tedrec_fast.train.evaluate import DEFAULT_KS, full_sort_evaluate, metric_names, metric_sums, target_ranks
 from tedrec_fast.train.report import format_metrics_table
-from tedrec_fast.train.trainer import Trainer, TrainResult
+from tedrec_fast.train.trainer import Trainer, TrainingDiverged, TrainResult
 
 __all__ = [
     "DEFAULT_KS",
     "DistContext",
     "TrainResult",
     "Trainer",
+    "TrainingDiverged",
     "format_metrics_table",
     "full_sort_evaluate",
     "init_distributed",

@@ -1,12 +1,22 @@
-"""Atomic checkpoint files, RNG state capture and seeding."""
+"""Checked atomic checkpoint files, RNG state capture and seeding."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from tedrec_fast.safe_files import atomic_save
+
+#: first bytes of a checkpoint file (then the payload's sha256 and size, a newline and ``torch.save``'s bytes)
+_MAGIC = b"TEDREC_FAST_CHECKPOINT 1 "
+_HEADER = re.compile(re.escape(_MAGIC) + rb"sha256=([0-9a-f]{64}) bytes=(\d+)")
 
 __all__ = ["save_atomic", "load_checkpoint", "rng_state", "restore_rng_state", "seed_everything"]
 
@@ -27,29 +37,71 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync it, then ``os.replace`` it onto ``path``.
+    """``torch.save`` ``obj`` into ``path`` atomically, behind a header holding the payload's size and sha256.
 
-    A reader (or a resumed run) sees the old file or the new one, never a partial write.
+    A reader (or a resumed run) sees the old file or the new one, never a partial write
+    (:func:`tedrec_fast.safe_files.atomic_file`); :func:`load_checkpoint` checks the hash.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getbuffer()
+    header = f"{_MAGIC.decode()}sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode()
+    atomic_save(path, lambda handle: (handle.write(header), handle.write(payload)), "checkpoint")
+
+
+def _payload(path: Path, data: bytes) -> bytes:
+    """The checked ``torch.save`` bytes of the checkpoint file ``path`` holding ``data``."""
+    if not data:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or write")
+    if len(data) < len(_MAGIC) and _MAGIC.startswith(data):
+        raise ValueError(f"checkpoint {path} is truncated: only the first {len(data)} bytes of its header")
+    if not data.startswith(_MAGIC):
+        if data.startswith(b"PK\x03\x04") or data[:1] == b"\x80":
+            raise ValueError(f"checkpoint {path} is a torch/pickle file without tedrec_fast's checksum header: not "
+                             "written by tedrec_fast's trainer (or by a version before checksums); not loaded")
+        raise ValueError(f"checkpoint {path} is not a tedrec_fast checkpoint (unknown format, "
+                         f"first bytes {data[:8]!r})")
+    end = data.find(b"\n", 0, 256)
+    match = _HEADER.fullmatch(data[:end]) if end > 0 else None
+    if match is None:
+        raise ValueError(f"checkpoint {path} has a damaged header (truncated or corrupted file)")
+    payload = memoryview(data)[end + 1:]
+    expected = int(match[2])
+    if len(payload) != expected:
+        state = "truncated" if len(payload) < expected else "longer than written"
+        raise ValueError(f"checkpoint {path} is {state}: {len(payload)} of {expected} payload bytes")
+    if hashlib.sha256(payload).hexdigest() != match[1].decode():
+        raise ValueError(f"checkpoint {path} is corrupted: its content hash does not match the one recorded "
+                         "when it was written")
+    return payload
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_atomic` (tensors, numbers, strings and containers only)."""
+    """Load a checkpoint written by :func:`save_atomic`, after checking its size and content hash.
+
+    Only tensors, numbers, strings and containers are unpickled (``weights_only=True``).
+
+    Raises:
+        ValueError: one line naming the file and what is wrong (missing, empty, truncated, corrupted, foreign).
+    """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"load_checkpoint: path {str(path)!r} is not a file")
-    return torch.load(path, map_location=map_location, weights_only=True)
+        raise ValueError(f"checkpoint {path} does not exist (or is not a file)")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"checkpoint {path} cannot be read: {err.strerror or err}") from None
+    payload = _payload(path, data)
+    try:
+        with warnings.catch_warnings():  # torch's notes on unusual pickles: the error below says it in one line
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types; the message is what matters
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"checkpoint {path} cannot be loaded safely (weights only): {reason[:200]}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint mapping")
+    return state
 
 
 def rng_state(device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:

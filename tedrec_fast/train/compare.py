@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from tedrec_fast.config import RunConfig, TrainConfig
+from tedrec_fast.safe_files import atomic_file, atomic_save, atomic_write_bytes
 from tedrec_fast.train.checkpoint import seed_everything
 from tedrec_fast.train.distributed import DistContext, init_distributed
 from tedrec_fast.train.report import append_result_record, results_path
@@ -125,7 +126,7 @@ def format_markdown(table: ComparisonTable) -> str:
 
 
 def _write_csv(table: ComparisonTable, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_file(path, "results") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["metric", *table.models] + (["improvement_percent"] if table.improvement else []))
         for label, row in table.values.items():
@@ -150,7 +151,7 @@ def _write_png(table: ComparisonTable, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save(path, lambda handle: fig.savefig(handle, dpi=120, format="png"), "results")
 
 
 def write_comparison(table: ComparisonTable, output_dir: str | Path, title: str = "",
@@ -162,7 +163,7 @@ def write_comparison(table: ComparisonTable, output_dir: str | Path, title: str 
     paths = {ext: out / f"{_FILE_STEM}.{ext}" for ext in ("md", "csv", "png")}
     heading = f"# {title}\n\n" if title else ""
     footer = "".join(f"\n{note}\n" for note in notes)
-    paths["md"].write_text(heading + format_markdown(table) + footer, encoding="utf-8")
+    atomic_write_bytes(paths["md"], (heading + format_markdown(table) + footer).encode("utf-8"), "results")
     _write_csv(table, paths["csv"])
     _write_png(table, paths["png"], title)
     return paths

@@ -5,8 +5,9 @@ the target's 0-based ``rank`` is below K, else 0; both are averaged over users.
 
 Ties: ``rank`` is the number of items whose score is **strictly greater** than the target's score, so
 items tied with the target do not push it down (RecBole's ``topk`` breaks ties by index instead; with
-continuous scores ties are practically absent). A target whose score is -inf (the padding item, or a
-history item under ``mask_history``) is never a hit.
+continuous scores ties are practically absent). A target whose score is not finite (-inf: the padding item, or a
+history item under ``mask_history``; NaN or +inf: broken weights, e.g. a NaN query) is never a hit, and an item
+scoring NaN counts as ranked above the target: broken weights can only lower the metrics, never raise them.
 
 Streaming: for models that split their scores into ``scoring_query`` and ``scoring_items``
 (:func:`~tedrec_fast.models.base.supports_item_tiles`), a chunk of users walks the catalog in item tiles and
@@ -17,13 +18,13 @@ so memory is ``O(chunk x tile)`` whatever the catalog size. Other models are sco
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 import torch
 import torch.distributed as torch_dist
+from tqdm.auto import tqdm
 
 from tedrec_fast.data.compact import CompactSplit, split_rows, split_size
 from tedrec_fast.models.base import supports_item_tiles
@@ -64,7 +65,8 @@ def metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
 def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """0-based rank of each row's target: the number of items scored strictly higher (``(B,)`` int64).
 
-    Rows whose target scores -inf get the largest int64 as rank (never a hit).
+    Rows whose target score is not finite get the largest int64 as rank (never a hit); NaN scores of other
+    items count as higher than the target's.
     """
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
         raise ValueError(f"target_ranks: scores must be a (B, n_items) tensor, got {getattr(scores, 'shape', scores)}")
@@ -72,8 +74,17 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"target_ranks: target must have shape ({scores.shape[0]},), got "
                          f"{getattr(target, 'shape', target)}")
     target_score = scores.gather(1, target.long().unsqueeze(1))
-    ranks = (scores > target_score).sum(dim=1)
-    return torch.where(target_score.squeeze(1) == float("-inf"), _NEVER, ranks)
+    return _ranks_or_never(_greater(scores, target_score).sum(dim=1), target_score.squeeze(1))
+
+
+def _greater(scores: torch.Tensor, target_score: torch.Tensor) -> torch.Tensor:
+    """Which ``scores`` rank above ``target_score`` (``(B, 1)``): strictly greater, or NaN."""
+    return ~(scores <= target_score)
+
+
+def _ranks_or_never(ranks: torch.Tensor, target_score: torch.Tensor) -> torch.Tensor:
+    """``ranks``, with :data:`_NEVER` (a miss) where the target's score is not finite."""
+    return torch.where(torch.isfinite(target_score), ranks, _NEVER)
 
 
 def streaming_target_ranks(
@@ -141,10 +152,10 @@ def _tile_ranks(
     n_tiles = -(-(stop - start) // tile_size)
     for tile in ([last_tile] if last_tile >= 0 else []) + [t for t in range(n_tiles) if t != last_tile]:
         scores = last_scores if tile == last_tile else score_tile(*bounds(tile))
-        greater += (scores > target_score.unsqueeze(1)).sum(dim=1)
+        greater += _greater(scores, target_score.unsqueeze(1)).sum(dim=1)
     if shard is not None:
         torch_dist.all_reduce(greater, op=torch_dist.ReduceOp.SUM, group=shard.group)
-    return torch.where(target_score == float("-inf"), _NEVER, greater)
+    return _ranks_or_never(greater, target_score)
 
 
 def rank_metric_sums(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> torch.Tensor:
@@ -219,6 +230,7 @@ def full_sort_evaluate(
     bf16: bool = False,
     dist: DistContext | None = None,
     item_tile_size: int = DEFAULT_ITEM_TILE,
+    progress: str | None = None,
 ) -> dict[str, float]:
     """Recall@K and NDCG@K of ``model`` on ``split``, ranking every item for every user.
 
@@ -238,8 +250,13 @@ def full_sort_evaluate(
             user and chunk), giving exactly the metrics of the single-process model.
         item_tile_size: items per tile when streaming: one ``(batch_size, item_tile_size)`` score tile is alive
             (without streaming, one ``(batch_size, n_items)`` score matrix).
+        progress: show a tqdm bar over the user chunks with this description (``None``: no bar).
 
-    The padding item 0 always scores -inf. Ties are counted as described in the module docstring.
+    The padding item 0 always scores -inf. Ties and non-finite scores are counted as described in the module
+    docstring.
+
+    Raises:
+        ValueError: ``split`` holds no users (metrics of nothing would be NaN).
     """
     ks = _check_ks(ks)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -251,14 +268,17 @@ def full_sort_evaluate(
         raise ValueError("full_sort_evaluate: a catalog-parallel model scores every user on every process; "
                          "data parallelism (dist) cannot be combined with it")
     n_users = split_size(split)
+    if n_users == 0:
+        raise ValueError("full_sort_evaluate: the split holds no users (0 sequences)")
     start, stop = shard_bounds(n_users, dist.rank, dist.world_size)
     device = split.device if isinstance(split, CompactSplit) else split.target.device
     sums = torch.zeros(2 * len(ks), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    chunks = range(start, stop, batch_size)
     try:
-        for lo in range(start, stop, batch_size):
+        for lo in tqdm(chunks, desc=progress, unit="chunk", leave=False, disable=progress is None):
             hi = min(lo + batch_size, stop)
             item_seq, item_seq_len, target = split_rows(split, slice(lo, hi))
             ranks = _chunk_ranks(model, item_seq, item_seq_len, target, mask_history, autocast, item_tile_size)
@@ -267,6 +287,4 @@ def full_sort_evaluate(
         model.train(was_training)
     dist.all_reduce_sum(sums)
     totals = sums.tolist()
-    if n_users == 0:
-        return {name: math.nan for name in metric_names(ks)}
     return {name: value / n_users for name, value in zip(metric_names(ks), totals, strict=True)}

@@ -12,35 +12,41 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tedrec_fast.safe_files import atomic_write_bytes
+
 __all__ = ["JsonlLog", "format_metrics_table", "append_result_record", "results_path", "source_commit",
            "processor_name"]
 
 
 class JsonlLog:
-    """One JSON record per line, appended and flushed per record (rank 0 only writes)."""
+    """One JSON record per line, the whole file rewritten atomically on each change (rank 0 only writes).
+
+    The trainer keeps the records in its checkpoint and rewrites the log from them, so a kill at any
+    instant leaves a log that the next ``--resume`` restores to one record per completed epoch.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(dict(record)) + "\n")
+    def write(self, records: list[Mapping[str, Any]]) -> None:
+        """Replace the log with ``records`` (atomically)."""
+        text = "".join(json.dumps(dict(record)) + "\n" for record in records)
+        atomic_write_bytes(self.path, text.encode("utf-8"), "log")
 
     def records(self) -> list[dict[str, Any]]:
-        """All records written so far."""
+        """All records of the log (a torn last line, left by an older version killed mid-append, is skipped)."""
         if not self.path.is_file():
             return []
-        with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def truncate_after(self, epoch: int) -> None:
-        """Drop the records of epochs after ``epoch`` (a resumed run re-runs them)."""
-        kept = [r for r in self.records() if r.get("epoch", 0) <= epoch]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    break
+                raise ValueError(f"{self.path}, line {number}: not a JSON record") from None
+        return records
 
 
 def format_metrics_table(rows: Mapping[str, Mapping[str, float]]) -> str:
@@ -90,14 +96,11 @@ def append_result_record(path: str | os.PathLike, record: Mapping[str, Any]) -> 
     path = Path(path)
     records: list[Any] = []
     if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"append_result_record: {path} is not valid JSON ({err}); fix or move it") from None
         if not isinstance(records, list):
             raise ValueError(f"append_result_record: {path} must hold a JSON list")
     records.append(dict(record))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(records, indent=1) + "\n").encode("utf-8"), "results")

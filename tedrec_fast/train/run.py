@@ -70,7 +70,12 @@ def load_data(cfg: RunConfig, dist: DistContext | None = None) -> Any:
     directory = find_or_prepare(cfg.dataset, cfg.data_dir, raw=cfg.raw, max_seq_length=cfg.max_seq_length)
     if dist.is_main:
         dist.barrier()
-    return load_dataset(directory, max_seq_length=cfg.max_seq_length)
+    dataset = load_dataset(directory, max_seq_length=cfg.max_seq_length)
+    for split in ("train", "valid", "test"):
+        if getattr(dataset, split).target.shape[0] == 0:
+            raise ValueError(f"{directory / f'{dataset.name}.{split}.inter'} holds no sequences: the {split} split "
+                             "is empty (a header-only file?); prepare the dataset again")
+    return dataset
 
 
 def _text_embeddings(cfg: RunConfig, dataset: Any, dist: DistContext) -> np.ndarray | None:
@@ -154,7 +159,8 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     trainer = Trainer(model, dataset, cfg.train, device=device, output_dir=cfg.run_dir, resume=cfg.resume,
                       dist=dist, metadata=cfg.to_dict())
     result = trainer.fit()
-    say(f"\nbest epoch {result.best_epoch} of {result.epochs_run} ({result.seconds_per_epoch:.1f}s per epoch; "
+    say(f"\nbest epoch {result.best_epoch} of {result.epochs_run} (training {result.seconds_per_epoch:.1f} s per "
+        "epoch, evaluation excluded; "
         f"stopped by {result.stop_reason})")
     say(format_metrics_table({"valid": result.best_valid, "test": result.test}))
     if dist.is_main and (device.type == "cuda" or cfg.record):
@@ -209,7 +215,11 @@ def evaluate_run(checkpoint: str | Path, overrides: dict[str, Any] | None = None
     if text is None:
         text = _text_embeddings(cfg, dataset, dist)
     model = build_recommender(cfg, dataset.n_items, text)
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"{path} holds weights that do not fit {cfg.model} with its saved settings: "
+                         f"{str(err).strip().splitlines()[0][:160]}") from None
     users = dist  # the processes that split the users
     if cfg.train.catalog_parallel and dist.enabled:
         model = to_catalog_parallel(model)
@@ -220,7 +230,8 @@ def evaluate_run(checkpoint: str | Path, overrides: dict[str, Any] | None = None
         split = getattr(dataset, name)
         on_device = SimpleNamespace(**{a: getattr(split, a).to(device) for a in ("item_seq", "item_seq_len", "target")})
         metrics[name] = full_sort_evaluate(model, on_device, batch_size=cfg.train.eval_batch_size,
-                                           mask_history=cfg.train.mask_history, bf16=cfg.train.bf16, dist=users)
+                                           mask_history=cfg.train.mask_history, bf16=cfg.train.bf16, dist=users,
+                                           progress=name if cfg.train.progress and dist.is_main else None)
     if dist.is_main:
         print(f"{path} (epoch {state.get('epoch')}), {cfg.model} on {dataset.name}, device {device}")
         print(format_metrics_table(metrics))

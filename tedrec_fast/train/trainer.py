@@ -17,13 +17,15 @@ the model is converted by :func:`~tedrec_fast.parallel.to_catalog_parallel` (no 
 whole global batch with the same permutation and random streams, gradient clipping takes the norm over all
 shards, and evaluation combines the ranks of each user's target across processes. Each process writes its
 own checkpoint files (``last.rank{r}-of-{W}.pt``, ``best.rank{r}-of-{W}.pt``: replicated weights, its rows
-and their optimiser state) and resumes from them with the same number of processes;
+and their optimiser state; the previous ``last`` kept as ``.prev``, so that a kill between the processes' saves
+leaves an epoch they all hold) and resumes from them with the same number of processes;
 :func:`load_run_checkpoint` merges them into a single-process checkpoint.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from contextlib import nullcontext
@@ -46,21 +48,32 @@ from tedrec_fast.parallel import (
     to_catalog_parallel,
 )
 from tedrec_fast.parallel.models import clip_grad_norm_ as clip_catalog_grad_norm_
+from tedrec_fast.safe_files import remove_stale_temporaries
 from tedrec_fast.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic, seed_everything
 from tedrec_fast.train.distributed import DistContext, shard_bounds
 from tedrec_fast.train.evaluate import SplitLike, full_sort_evaluate
+from tedrec_fast.train.lock import RunLock
 from tedrec_fast.train.report import JsonlLog
 
-__all__ = ["Trainer", "TrainResult", "DatasetLike", "SELECTION_METRIC", "CHECKPOINT_NAME", "BEST_NAME", "LOG_NAME",
-           "CATALOG_NEEDS_PROCESSES", "shard_file_name", "load_run_checkpoint"]
+__all__ = ["Trainer", "TrainResult", "DatasetLike", "TrainingDiverged", "SELECTION_METRIC", "CHECKPOINT_NAME",
+           "BEST_NAME", "LOG_NAME", "RESUMABLE_SETTINGS", "CATALOG_NEEDS_PROCESSES", "shard_file_name",
+           "load_run_checkpoint"]
 
 #: early stopping and best-checkpoint selection use this valid metric
 SELECTION_METRIC = "ndcg@10"
 #: files in the run directory
 CHECKPOINT_NAME, BEST_NAME, LOG_NAME = "last.pt", "best.pt", "log.jsonl"
+#: settings a resumed run may change (all others must equal the saved run's: lr, seed, batch_size, model, ...)
+RESUMABLE_SETTINGS = frozenset({"epochs", "patience", "max_minutes", "progress", "log_every", "eval_batch_size",
+                                "resume", "record", "results_dir", "output_dir", "data_dir", "raw", "device"})
 #: the error of ``catalog_parallel`` in a single process
 CATALOG_NEEDS_PROCESSES = ("catalog_parallel shards the item table across processes: run under torchrun with "
                            "--nproc_per_node 2 or more")
+
+
+def _previous(path: Path) -> Path:
+    """Where a catalog-parallel process keeps its previous ``last`` checkpoint (``last.rank0-of-2.pt.prev``)."""
+    return path.with_name(path.name + ".prev")
 
 
 def shard_file_name(name: str, rank: int | str, world_size: int | str) -> str:
@@ -107,6 +120,10 @@ def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
         if merged.get(entry) is not None:
             merged[entry] = merge_catalog_state_dicts([state[entry] for state in states], keys)
     return merged
+
+
+class TrainingDiverged(ValueError):
+    """The training loss or the weights became non-finite (NaN or inf): the run stops, that epoch is not saved."""
 
 
 class DatasetLike(Protocol):
@@ -167,6 +184,8 @@ def _to_device(split: SplitLike | CompactSplit, name: str, device: torch.device)
             raise TypeError(f"Trainer: dataset.{name}.{attr} must be a torch.Tensor")
     if split.item_seq.dim() != 2 or split.item_seq_len.shape != split.target.shape != split.item_seq.shape[:1]:
         raise ValueError(f"Trainer: dataset.{name} must hold item_seq (N, L), item_seq_len (N,) and target (N,)")
+    if split.target.shape[0] == 0:
+        raise ValueError(f"Trainer: dataset.{name} is empty (0 sequences): nothing to train on or evaluate")
     return _Split(*(getattr(split, a).to(device, torch.long) for a in ("item_seq", "item_seq_len", "target")))
 
 
@@ -240,6 +259,13 @@ class Trainer:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.metadata = dict(metadata or {})
         self.log = JsonlLog(self.output_dir / LOG_NAME) if self.output_dir and self.dist.is_main else None
+        self.lock = RunLock(self.output_dir).acquire() if self.log is not None else None
+        if self.output_dir is not None and (self.dist.is_main or self.catalog_parallel):
+            last = self._path(CHECKPOINT_NAME)
+            for target in (last, _previous(last), self._path(BEST_NAME), self.output_dir / LOG_NAME):
+                remove_stale_temporaries(target)
+        #: one record per completed epoch (also kept in the last checkpoint)
+        self.records: list[dict[str, Any]] = []
         self.epoch = 0
         self.best_metric = -math.inf
         self.best_epoch = 0
@@ -247,11 +273,20 @@ class Trainer:
         self.best_valid: dict[str, float] = {}
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_seconds: list[float] = []
-        state = self._resume_state() if resume else None
-        if state is not None:
-            self._resume(state)
-        elif self.log is not None:
-            self.log.truncate_after(0)
+        try:
+            state = self._resume_state() if resume else None
+            if state is not None:
+                self._resume(state)
+            elif self.log is not None:
+                self.log.write([])
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run directory's lock (done by :meth:`fit` when it returns or fails)."""
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     def _catalog_model(self, model: nn.Module) -> nn.Module:
         if not self.dist.enabled:
@@ -306,23 +341,59 @@ class Trainer:
             seen += hi - lo
             bar.update(1)
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+                running = loss_sum.item() / max(seen, 1)
+                flag = torch.tensor([0.0 if math.isfinite(running) else 1.0], device=self.device)
+                if data.all_reduce_max(flag).item():  # every process stops together
+                    bar.close()
+                    value = running if not math.isfinite(running) else "non-finite on another process"
+                    self._diverged(epoch, f"the training loss is {value} by step {step + 1} of {steps}")
                 rate = (step + 1) * cfg.batch_size / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}", seq_per_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{running:.4f}", seq_per_s=f"{rate:.0f}")
         bar.close()
         totals = data.all_reduce_sum(torch.stack([loss_sum, loss_sum.new_tensor(float(seen))]))
         total_loss, total_seen = totals.tolist()
-        return total_loss / total_seen if total_seen else math.nan
+        mean = total_loss / total_seen if total_seen else math.nan
+        if not math.isfinite(mean):
+            self._diverged(epoch, f"the mean training loss is {mean}")
+        return mean
+
+    def _check_weights(self, epoch: int) -> None:
+        """Raise :class:`TrainingDiverged` if any process's weights hold NaN or inf."""
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if self.dist.all_reduce_max(torch.tensor([float(bool(bad))], device=self.device)).item():
+            self._diverged(epoch, "the weights hold NaN or inf after the epoch's last step"
+                           + (f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else ""))
+
+    def _diverged(self, epoch: int, what: str) -> None:
+        saved = (f"{self._path(CHECKPOINT_NAME)} holds epoch {self.epoch}" if self.output_dir is not None and self.epoch
+                 else "no epoch was saved")
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: {what}; stopped without saving this epoch "
+                               f"({saved}); lower the learning rate (lr={self.config.lr:g}) or set grad_clip")
 
     def evaluate(self, split: str) -> dict[str, float]:
-        """Full-sort metrics of the current weights on ``"valid"`` or ``"test"``."""
+        """Full-sort metrics of the current weights on ``"valid"`` or ``"test"`` (with a progress bar)."""
         if split not in ("valid", "test"):
             raise ValueError(f"Trainer.evaluate: split must be 'valid' or 'test', got {split!r}")
         cfg = self.config
+        desc = f"epoch {self.epoch + 1} valid" if split == "valid" else split
+        progress = desc if cfg.progress and self.dist.is_main else None
         return full_sort_evaluate(self.model, self.splits[split], batch_size=cfg.eval_batch_size,
-                                  mask_history=cfg.mask_history, bf16=cfg.bf16, dist=self.data_dist)
+                                  mask_history=cfg.mask_history, bf16=cfg.bf16, dist=self.data_dist,
+                                  progress=progress)
 
     def fit(self) -> TrainResult:
-        """Train until ``epochs`` or early stopping, restore the best weights, evaluate them on the test split."""
+        """Train until ``epochs`` or early stopping, restore the best weights, evaluate them on the test split.
+
+        Raises:
+            TrainingDiverged: the loss or the weights became non-finite (the run directory keeps the last good
+                epoch). The run directory's lock is released on return and on any error.
+        """
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> TrainResult:
         cfg = self.config
         started = time.perf_counter()
         out_of_time = False
@@ -330,8 +401,10 @@ class Trainer:
             epoch = self.epoch + 1
             start = time.perf_counter()
             loss = self.train_epoch(epoch)
+            self._check_weights(epoch)
             train_seconds = time.perf_counter() - start
             valid = self.evaluate("valid")
+            valid_seconds = time.perf_counter() - start - train_seconds
             self.epoch = epoch
             self.train_seconds.append(train_seconds)
             improved = valid[SELECTION_METRIC] > self.best_metric
@@ -341,15 +414,14 @@ class Trainer:
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             else:
                 self.bad_epochs += 1
+            self.records.append({"epoch": epoch, "train_loss": loss, **{f"valid_{k}": v for k, v in valid.items()},
+                                 "train_seconds": train_seconds, "valid_seconds": valid_seconds,
+                                 "seconds": train_seconds + valid_seconds})
             self._save(improved)
-            record = {"epoch": epoch, "train_loss": loss, **{f"valid_{k}": v for k, v in valid.items()},
-                      "train_seconds": train_seconds, "seconds": time.perf_counter() - start}
-            if self.log is not None:
-                self.log.append(record)
             if self.dist.is_main and cfg.progress:
                 metrics = "  ".join(f"{k} {v:.4f}" for k, v in valid.items())
-                tqdm.write(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metrics}  {record['seconds']:.1f}s"
-                           + ("  *" if improved else ""))
+                tqdm.write(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metrics}  (train {train_seconds:.1f} s, "
+                           f"valid {valid_seconds:.1f} s)" + ("  *" if improved else ""))
             out_of_time = self._budget_spent(started)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
@@ -379,18 +451,28 @@ class Trainer:
             name = shard_file_name(name, self.dist.rank, self.dist.world_size)
         return self.output_dir / name
 
-    def _save(self, improved: bool) -> None:
-        if self.output_dir is None or not (self.dist.is_main or self.catalog_parallel):
-            return
+    def _common(self) -> dict[str, Any]:
+        """What both checkpoint files carry besides weights: the run's settings (and the shard layout)."""
         common = {"metadata": self.metadata, "train_config": asdict(self.config)}
         if self.catalog_parallel:
             shard = catalog_shard_of(self.model)
             common["catalog"] = {"rank": shard.rank, "world_size": shard.world_size, "start": shard.start,
                                  "stop": shard.stop, "n_items": shard.n_items,
                                  "sharded_keys": list(sharded_state_keys(self.model))}
-        if improved:
-            save_atomic({"model": self.best_state, "epoch": self.epoch, "valid": self.best_valid, **common},
-                        self._path(BEST_NAME))
+        return common
+
+    def _save_best(self) -> None:
+        save_atomic({"model": self.best_state, "epoch": self.best_epoch, "valid": self.best_valid, **self._common()},
+                    self._path(BEST_NAME))
+
+    def _save(self, improved: bool) -> None:
+        """``last.pt`` (everything a resume needs, the epoch records included), then ``best.pt`` if improved, then
+        the log rewritten from the records: a kill between any two leaves a state ``--resume`` repairs."""
+        if self.output_dir is None or not (self.dist.is_main or self.catalog_parallel):
+            return
+        last = self._path(CHECKPOINT_NAME)
+        if self.catalog_parallel and last.is_file():  # the processes save one after another: keep a common epoch
+            os.replace(last, _previous(last))
         save_atomic(
             {
                 "epoch": self.epoch,
@@ -403,24 +485,24 @@ class Trainer:
                 "best_valid": self.best_valid,
                 "best_model": self.best_state,
                 "train_seconds": self.train_seconds,
-                **common,
+                "records": self.records,
+                **self._common(),
             },
             self._path(CHECKPOINT_NAME),
         )
+        if improved:
+            self._save_best()
+        if self.log is not None:
+            self.log.write(self.records)
 
     def _resume_state(self) -> dict[str, Any] | None:
         """This process's last checkpoint, or ``None`` to start fresh; raises if the processes disagree or only
         checkpoints of another parallel layout exist."""
         path = self._path(CHECKPOINT_NAME)
-        state = load_checkpoint(path) if path.is_file() else None
         if self.catalog_parallel:
-            epoch = float(state["epoch"]) if state is not None else -1.0
-            newest, oldest = self.dist.all_reduce_max(
-                torch.tensor([epoch, -epoch], dtype=torch.float64, device=self.device)).tolist()
-            if newest != -oldest:
-                pattern = shard_file_name(CHECKPOINT_NAME, "*", self.dist.world_size)
-                raise RuntimeError(f"Trainer: cannot resume: the files {pattern} in {self.output_dir} are missing "
-                                   "or from different epochs on some processes (an interrupted save)")
+            state = self._common_catalog_state(path)
+        else:
+            state = load_checkpoint(path) if path.is_file() else None
         if state is None:
             others = [p.name for p in self.output_dir.glob(shard_file_name(CHECKPOINT_NAME, "*", "*"))]
             others += [CHECKPOINT_NAME] if (self.output_dir / CHECKPOINT_NAME).is_file() else []
@@ -430,18 +512,62 @@ class Trainer:
                                  "number of processes must match)")
         return state
 
+    def _common_catalog_state(self, path: Path) -> dict[str, Any] | None:
+        """Under catalog parallelism, the newest epoch whose checkpoint every process holds (its last file, or the
+        previous one when a kill stopped the processes' saves part way), or ``None`` when none has any."""
+        previous = _previous(path)
+        candidates = [p for p in (path, previous) if p.is_file()]
+        states = [load_checkpoint(candidates[0])] if candidates else []
+        newest = float(states[0]["epoch"]) if states else -1.0
+        lowest, highest = self.dist.all_reduce_max(
+            torch.tensor([-newest, newest], dtype=torch.float64, device=self.device)).tolist()
+        target = -lowest
+        if highest < 0:
+            return None
+        if states and states[0]["epoch"] != target and len(candidates) > 1:
+            states = [load_checkpoint(candidates[1])]
+        held = float(bool(states) and states[0]["epoch"] == target)
+        everyone = -self.dist.all_reduce_max(torch.tensor([-held], dtype=torch.float64, device=self.device)).item()
+        if everyone < 1:  # some process lacks the target epoch
+            pattern = shard_file_name(CHECKPOINT_NAME, "*", self.dist.world_size)
+            raise ValueError(f"Trainer: cannot resume: the files {pattern} (and {pattern}.prev) in {self.output_dir} "
+                             "hold no epoch common to all processes (missing files or a damaged save)")
+        return states[0]
+
+    def _check_settings(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse to resume ``state`` with settings other than the saved run's (:data:`RESUMABLE_SETTINGS` aside)."""
+        saved = {**state.get("metadata", {}), **state.get("train_config", {})}
+        now = {**self.metadata, **asdict(self.config)}
+        differ = [f"{key}: saved {saved[key]!r}, now {now[key]!r}" for key in sorted(saved.keys() & now.keys())
+                  if key not in RESUMABLE_SETTINGS and saved[key] != now[key]]
+        if differ:
+            raise ValueError(f"cannot resume from {path}: the run was started with other settings "
+                             f"({'; '.join(differ)}); resume with the saved settings or choose another output "
+                             "directory")
+
     def _resume(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        path = self._path(CHECKPOINT_NAME)
+        self._check_settings(state, path)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"cannot resume from {path}: it holds the weights of another model than "
+                             f"{type(self.model).__name__} with these settings ({first[:160]})") from None
         restore_rng_state(state["rng"], self.device, self.generator)
         self.epoch = state["epoch"]
         self.best_metric = state["best_metric"]
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = state["bad_epochs"]
         self.best_valid = dict(state["best_valid"])
-        self.best_state = {k: v.to(self.device) for k, v in state["best_model"].items()}
+        best = state.get("best_model")
+        self.best_state = {k: v.to(self.device) for k, v in best.items()} if best is not None else None
         self.train_seconds = list(state["train_seconds"])
+        self.records = [dict(r) for r in state.get("records", [])]
+        if self.best_state is not None and (self.dist.is_main or self.catalog_parallel):
+            self._save_best()  # a kill may have left best.pt of an epoch after this checkpoint's
         if self.log is not None:
-            self.log.truncate_after(self.epoch)
+            self.log.write(self.records)
         if self.dist.is_main and self.config.progress:
-            tqdm.write(f"resumed from {self._path(CHECKPOINT_NAME)} after epoch {self.epoch}")
+            tqdm.write(f"resumed from {path} after epoch {self.epoch}")

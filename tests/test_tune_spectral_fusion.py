@@ -156,7 +156,7 @@ class _NoLaunch(Loader):
 
 
 @pytest.mark.parametrize(("n", "dc", "message"), [
-    (50, 4, r"dc must be one of \(8, 16, 32\), got 4"),
+    (50, 2, r"dc must be one of \(4, 8, 16, 32\), got 2"),
     (50, 12, "dc must be one of"),
     (50, 64, "dc must be one of"),
     (512, 32, "dc = 32 needs 403456 bytes of shared memory at n = 512"),

@@ -388,7 +388,8 @@ __device__ void fusion_backward_main(S* d_item, S* d_text, float* dh_part, float
         fusion_backward_stats<S>(coef, grad, grad_sb, grad_sn, item, item_sb, item_sn, text, text_sb, text_sn, h,  \
                                  gi_w, gi_b, gf_w, gf_b, n, d, dc);                                                \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(TEDREC_THREADS) tedrec_fusion_backward_main_##suffix(             \
+    /* min 1 block per SM: without it ptxas for sm_120 caps the 16-bit variants at 64 registers and spills */    \
+    extern "C" __global__ void __launch_bounds__(TEDREC_THREADS, 1) tedrec_fusion_backward_main_##suffix(          \
         S* d_item, S* d_text, float* dh_part, float* dg_part, const float* coef, const S* grad, long long grad_sb,  \
         long long grad_sn, const S* item, long long item_sb, long long item_sn, const S* text, long long text_sb,  \
         long long text_sn, const float* h, const S* gi_w, const S* gf_w, int B, int n, int d, int dc,              \

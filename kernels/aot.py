@@ -150,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", action="append", choices=sorted(_DTYPES), help="repeatable; default float32")
     parser.add_argument("--precision", action="append", help="tl.dot input precision(s); default per dtype")
-    parser.add_argument("--arch", type=int, default=90, choices=sorted(TARGETS), help="sm_<arch>; default 90")
+    parser.add_argument("--arch", type=int, action="append", choices=sorted(TARGETS),
+                        help="sm_<arch>, repeatable; default 90")
     parser.add_argument("--module", action="append", choices=sorted(MODULES), help="repeatable; default all")
     parser.add_argument("--block-n", type=int,
                         help="only the configuration for this padded sequence length (sequence kernels)")
     parser.add_argument("--only", default="", help="only kernels whose name contains this (e.g. backward)")
     args = parser.parse_args(argv)
-    return print_results(compile_all([_DTYPES[d] for d in args.dtype or ["float32"]], args.arch, args.precision,
-                                     args.module, args.block_n, args.only))
+    dtypes = [_DTYPES[d] for d in args.dtype or ["float32"]]
+    return print_results(result for arch in args.arch or [90]
+                         for result in compile_all(dtypes, arch, args.precision, args.module, args.block_n, args.only))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from tedrec_fast.kernels.spectral_fusion import (
     _load_tile,
     _spectrum,
     _twiddles,
+    all_kernel_configs,
     kernel_config,
 )
 from tedrec_fast.kernels.targets import TargetConfigs, launch_arch
@@ -116,7 +117,7 @@ def spectral_filter_forward(x: torch.Tensor, complex_weight: torch.Tensor, out: 
         out = torch.empty((B, n, d), dtype=x.dtype, device=x.device)
     if B == 0:
         return out
-    cfg = kernel_config(n, launch_arch(x.device))
+    cfg = kernel_config(n, launch_arch(x.device), x.dtype)
     w = complex_weight[0]
     _spectral_filter_fwd_kernel[(B, triton.cdiv(d, cfg.BLOCK_D))](
         x, w, out, n, d, *x.stride(), *w.stride(), *out.stride(),
@@ -136,7 +137,7 @@ def spectral_filter_backward(grad_out: torch.Tensor, x: torch.Tensor, complex_we
     programs = persistent_programs(x.device, B)
     part_w = torch.zeros((programs, 2, n // 2 + 1, d), dtype=acc, device=x.device)
     if B > 0:
-        cfg = kernel_config(n, launch_arch(x.device))
+        cfg = kernel_config(n, launch_arch(x.device), x.dtype)
         w = complex_weight[0]
         _spectral_filter_bwd_kernel[(programs, triton.cdiv(d, cfg.BLOCK_D_BWD))](
             grad_out, x, w, d_x, part_w, B, n, d,
@@ -155,7 +156,7 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
     ``sm_<arch>`` (see kernels/aot.py)."""
     precision = precision or dot_precision(dtype)
     specs = []
-    for cfg in CONFIGS.configs(arch):
+    for cfg in all_kernel_configs(arch, dtype):
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
         for label, fn, block_d, warps in (("forward", _spectral_filter_fwd_kernel, cfg.BLOCK_D, cfg.num_warps),

@@ -49,6 +49,8 @@ __all__ = [
     "CONFIGS",
     "padded_length",
     "config_why_not",
+    "dtype_group",
+    "longest",
     "kernel_config",
     "all_kernel_configs",
     "validate_config",
@@ -387,41 +389,54 @@ class KernelConfig:
     num_warps_bwd: int
 
 
-def _configs(chunks: dict[int, tuple[int, int, int, int]]) -> dict[int, KernelConfig]:
-    """``{BLOCK_N: (forward BLOCK_D, forward warps, backward BLOCK_D, backward warps)}`` as configurations."""
-    return {block_n: KernelConfig(block_n, 16, *c) for block_n, c in chunks.items()}
+def _configs(chunks: dict[int, tuple[int, int, int, int]], float64_longest: int) -> dict[tuple[str, int], KernelConfig]:
+    """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (forward BLOCK_D, forward warps, backward BLOCK_D,
+    backward warps)}``: every length for 16- and 32-bit inputs (fp32 tiles), lengths up to ``float64_longest``
+    for float64 (tiles of twice the bytes)."""
+    table = {}
+    for block_n, c in chunks.items():
+        table[("32-bit", block_n)] = KernelConfig(block_n, 16, *c)
+    for block_n, c in chunks.items():
+        if block_n <= float64_longest:
+            table[("float64", block_n)] = KernelConfig(block_n, 16, *c)
+    return table
 
 
 #: Hopper and datacenter Blackwell (227 KiB of shared memory per block; ``tl.dot`` on wgmma/tcgen05)
-_LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 16, 8), 128: (32, 8, 16, 8), 256: (16, 8, 16, 8)}
-#: Ampere A100 (163 KiB; ``mma.sync``)
-_A100 = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (16, 4, 16, 8), 128: (16, 8, 16, 8)}
-#: the 99-KiB parts: A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx (``mma.sync``)
+_LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8), 256: (16, 8, 16, 8)}
+#: Ampere A100 (163 KiB) and the 99-KiB parts (A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx); ``mma.sync``
 _SMALL_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (16, 4, 16, 8), 128: (16, 8, 16, 8)}
 
 
-def _no_config(arch: int, block_n: int) -> str:
+def dtype_group(dtype: torch.dtype) -> str:
+    """The configuration group of inputs of ``dtype``: ``"float64"``, or ``"32-bit"`` (fp32 tiles: fp32, bf16, fp16)."""
+    return "float64" if dtype == torch.float64 else "32-bit"
+
+
+def _no_config(arch: int, key: tuple[str, int]) -> str:
+    group, block_n = key
     limit = TARGETS[arch].shared_per_block // 1024
-    return (f"sequences padded to {block_n} positions have no fused-kernel configuration within sm_{arch}'s "
-            f"{limit} KiB of shared memory per block (forward and backward; bench/NOTES.md)")
+    return (f"{group} sequences padded to {block_n} positions have no fused-kernel configuration within "
+            f"sm_{arch}'s {limit} KiB of shared memory per block (forward and backward; bench/NOTES.md)")
 
 
-#: The launch configurations per target, keyed by the padded length ``BLOCK_N``: every one compiles for its
-#: target within its shared memory (tests/test_aot_compile.py); a length missing on a target is not run by
-#: the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512`` (257 <= n <= 512)
-#: fits no target: its backward needs more shared memory than any GPU has.
-CONFIGS: TargetConfigs[int, KernelConfig] = TargetConfigs("spectral_fusion", {
-    80: _configs(_A100),
-    86: _configs(_SMALL_SMEM),
-    89: _configs(_SMALL_SMEM),
-    90: _configs(_LARGE_SMEM),
-    100: _configs(_LARGE_SMEM),
-    120: _configs(_SMALL_SMEM),
+#: The launch configurations per target, keyed by the dtype group and the padded length ``BLOCK_N``: every
+#: one compiles for its target within its shared memory (tests/test_aot_compile.py); a key missing on a
+#: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
+#: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
+CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {
+    80: _configs(_SMALL_SMEM, 64),
+    86: _configs(_SMALL_SMEM, 64),
+    89: _configs(_SMALL_SMEM, 64),
+    90: _configs(_LARGE_SMEM, 128),
+    100: _configs(_LARGE_SMEM, 128),
+    120: _configs(_SMALL_SMEM, 64),
 }, why=_no_config)
 
-#: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's configurations, and
+#: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's 32-bit configurations, and
 #: for the lengths no GPU runs the former ``BLOCK_N = 512`` configuration, so every n <= MAX_N is tested
-_INTERPRETER = {**CONFIGS.table[INTERPRETER_ARCH], 512: KernelConfig(512, 16, 16, 8, 16, 8)}
+_INTERPRETER = {**{key[1]: cfg for key, cfg in CONFIGS.table[INTERPRETER_ARCH].items() if key[0] == "32-bit"},
+                512: KernelConfig(512, 16, 16, 8, 16, 8)}
 
 
 def padded_length(n: int) -> int:
@@ -429,27 +444,33 @@ def padded_length(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def config_why_not(n: int, arch: int | None) -> str | None:
-    """Why no configuration runs length ``n`` on ``sm_<arch>`` (``None``: the interpreter), else ``None``."""
+def config_why_not(n: int, arch: int | None, dtype: torch.dtype = torch.float32) -> str | None:
+    """Why no configuration runs length ``n`` of ``dtype`` on ``sm_<arch>`` (``None``: the interpreter), else
+    ``None``."""
     if arch is None:
         return None if padded_length(n) in _INTERPRETER else f"n={n} exceeds {MAX_N}"
-    return CONFIGS.why_not(arch, padded_length(n))
+    return CONFIGS.why_not(arch, (dtype_group(dtype), padded_length(n)))
 
 
-def kernel_config(n: int, arch: int | None = 90) -> KernelConfig:
-    """The launch configuration for sequence length ``n`` (any hidden size) on ``sm_<arch>`` (``None``: the
-    Triton interpreter). ``ValueError`` saying why when no configuration of that length fits the target.
+def longest(arch: int, dtype: torch.dtype = torch.float32) -> int:
+    """The longest sequence the configurations of ``sm_<arch>`` run for ``dtype``."""
+    return max(block_n for group, block_n in CONFIGS.keys(arch) if group == dtype_group(dtype))
+
+
+def kernel_config(n: int, arch: int | None = 90, dtype: torch.dtype = torch.float32) -> KernelConfig:
+    """The launch configuration for sequence length ``n`` (any hidden size) of ``dtype`` on ``sm_<arch>``
+    (``None``: the Triton interpreter). ``ValueError`` saying why when none of that length fits the target.
 
     ``tl.dot`` needs every dimension to be a power of two >= 16, so ``n`` is padded to ``BLOCK_N`` and
     frequencies are processed in blocks of ``BLOCK_K = 16``. Registers hold a few
     ``BLOCK_N x BLOCK_D`` fp32 tiles and four ``BLOCK_K x BLOCK_N`` twiddle tiles, so the channel chunk
     shrinks as the padded length grows; the backward keeps about twice as many tiles live.
     """
-    reason = config_why_not(n, arch)
+    reason = config_why_not(n, arch, dtype)
     if reason is not None:
         raise ValueError(f"spectral_fusion: {reason}")
     block_n = padded_length(n)
-    return _INTERPRETER[block_n] if arch is None else CONFIGS.get(arch, block_n)
+    return _INTERPRETER[block_n] if arch is None else CONFIGS.get(arch, (dtype_group(dtype), block_n))
 
 
 def validate_config(config: KernelConfig, n: int) -> None:
@@ -471,17 +492,19 @@ def validate_config(config: KernelConfig, n: int) -> None:
         raise ValueError(f"spectral_fusion: config.BLOCK_N must be >= n = {n}, got {config.BLOCK_N}")
 
 
-def all_kernel_configs(arch: int | None = 90) -> list[KernelConfig]:
-    """Every configuration :func:`kernel_config` can return on ``sm_<arch>`` (``None``: the interpreter)."""
+def all_kernel_configs(arch: int | None = 90, dtype: torch.dtype = torch.float32) -> list[KernelConfig]:
+    """Every configuration :func:`kernel_config` can return on ``sm_<arch>`` for ``dtype`` (``None``: the
+    interpreter, any dtype)."""
     if arch is None:
         return [_INTERPRETER[block_n] for block_n in sorted(_INTERPRETER)]
-    return CONFIGS.configs(arch)
+    return [cfg for (group, _), cfg in CONFIGS.table[arch].items() if group == dtype_group(dtype)]
 
 
-def _config(config: KernelConfig | None, n: int, device: torch.device) -> KernelConfig:
-    """``config`` checked for length ``n``, or the default :func:`kernel_config` of ``n`` on ``device``."""
+def _config(config: KernelConfig | None, n: int, device: torch.device, dtype: torch.dtype) -> KernelConfig:
+    """``config`` checked for length ``n``, or the default :func:`kernel_config` of ``n`` and ``dtype`` on
+    ``device``."""
     if config is None:
-        return kernel_config(n, launch_arch(device))
+        return kernel_config(n, launch_arch(device), dtype)
     validate_config(config, n)
     return config
 
@@ -507,7 +530,7 @@ def spectral_fusion_forward(
     :func:`validate_config`) if it cannot run length ``n``.
     """
     B, n, d = item_emb.shape
-    cfg = _config(config, n, item_emb.device)
+    cfg = _config(config, n, item_emb.device, item_emb.dtype)
     if out is None:
         out = torch.empty((B, n, d), dtype=item_emb.dtype, device=item_emb.device)
     if B == 0:
@@ -550,7 +573,7 @@ def spectral_fusion_backward(
     ``ValueError`` (see :func:`validate_config`) if it cannot run length ``n``.
     """
     B, n, d = item_emb.shape
-    cfg = _config(config, n, item_emb.device)
+    cfg = _config(config, n, item_emb.device, item_emb.dtype)
     device, dtype = item_emb.device, item_emb.dtype
     if d_item is None:
         d_item = torch.empty((B, n, d), dtype=dtype, device=device)
@@ -603,7 +626,7 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
     precision = precision or dot_precision(dtype)
     acc = tl_acc_dtype(dtype)
     specs = []
-    for cfg in all_kernel_configs(arch) if configs is None else configs:
+    for cfg in all_kernel_configs(arch, dtype) if configs is None else configs:
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
         variants = [

@@ -55,11 +55,18 @@ def test_every_op_states_configurations_for_exactly_the_table() -> None:
 
 def test_sequence_lengths_each_target_runs() -> None:
     """Triton: n <= 256 on the 227-KiB targets, n <= 128 on the others, nowhere above 256 (the backward at
-    BLOCK_N = 512 needs more shared memory than any GPU has); the CUDA C++ kernels: every n <= MAX_N."""
+    BLOCK_N = 512 needs more shared memory than any GPU has), half that in float64 (tiles of twice the
+    bytes); the CUDA C++ kernels: every n <= MAX_N."""
     for arch in TARGETS:
-        longest = max(n for n in range(1, MAX_N + 1) if spectral_fusion.config_why_not(n, arch) is None)
-        assert longest == (256 if TARGETS[arch].shared_per_block >= 200 * KB else 128), arch
-        assert "shared memory" in spectral_fusion.config_why_not(longest + 1, arch)
+        large = TARGETS[arch].shared_per_block >= 200 * KB
+        for dtype, expected in ((torch.float32, 256 if large else 128), (torch.bfloat16, 256 if large else 128),
+                                (torch.float64, 128 if large else 64)):
+            runs = [n for n in range(1, MAX_N + 1) if spectral_fusion.config_why_not(n, arch, dtype) is None]
+            assert runs == list(range(1, expected + 1)), (arch, dtype)
+            assert spectral_fusion.longest(arch, dtype) == expected
+            assert "shared memory" in spectral_fusion.config_why_not(expected + 1, arch, dtype)
+            assert {c.BLOCK_N for c in spectral_fusion.all_kernel_configs(arch, dtype)} == {
+                16 << i for i in range(expected.bit_length() - 4)}
         assert all(host.chunk_width_why_not(n, arch) is None for n in range(1, MAX_N + 1))
 
 
@@ -104,9 +111,13 @@ def test_auto_picks_a_backend_whose_configuration_fits_the_device(gpu, capabilit
 
 def test_triton_named_explicitly_says_why_it_cannot_run(gpu) -> None:
     device = gpu((8, 9))
-    with pytest.raises(ValueError, match=r"backend='triton' cannot run this call: sequences padded to 256 .* "
-                                         r"sm_89's 99 KiB of shared memory per block"):
+    with pytest.raises(ValueError, match=r"backend='triton' cannot run this call: 32-bit sequences padded to 256 "
+                                         r".* sm_89's 99 KiB of shared memory per block"):
         choose_backend(FUSION_BACKENDS, "triton", _problem(device, 200), op="spectral_fusion")
+    with pytest.raises(ValueError, match=r"float64 sequences padded to 128 .* sm_89's 99 KiB"):
+        choose_backend(FUSION_BACKENDS, "triton", _problem(device, 100, torch.float64), op="spectral_fusion")
+    assert choose_backend(FUSION_BACKENDS, "auto", _problem(device, 100, torch.float64), op="spectral_fusion"
+                          ).name == "torch"  # the CUDA C++ kernels have no float64
     device = gpu((7, 5))
     with pytest.raises(ValueError, match=r"compute capability 7.5 is not a supported GPU target \(sm_80, "):
         choose_backend(FUSION_BACKENDS, "triton", _problem(device, 50), op="spectral_fusion")
@@ -121,12 +132,13 @@ def test_launches_use_the_device_target(gpu) -> None:
 
 def test_backends_report_what_each_target_runs(gpu) -> None:
     fusion = {row["name"]: row for row in tedrec_fast.backends()["spectral_fusion"]}
-    assert fusion["triton"]["detail"] == ("per GPU target: sm_80 n <= 128; sm_86 n <= 128; sm_89 n <= 128; "
-                                          "sm_90 n <= 256; sm_100 n <= 256; sm_120 n <= 128")
+    small, large = "n <= 128 (float64: n <= 64)", "n <= 256 (float64: n <= 128)"
+    assert fusion["triton"]["detail"] == (f"per GPU target: sm_80 {small}; sm_86 {small}; sm_89 {small}; "
+                                          f"sm_90 {large}; sm_100 {large}; sm_120 {small}")
     assert "sm_86 n <= 512" in fusion["cuda"]["detail"]
     gpu((8, 6))
     fusion = {row["name"]: row for row in tedrec_fast.backends()["spectral_fusion"]}
-    assert fusion["triton"]["detail"] == "on sm_86 (this GPU): n <= 128"
+    assert fusion["triton"]["detail"] == f"on sm_86 (this GPU): {small}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,15 +20,15 @@ __all__ = ["spectral_filter", "BACKENDS"]
 def _triton_fits(problem: Problem, arch: int) -> str | None:
     """Why no Triton launch configuration runs ``problem`` on ``sm_<arch>`` (kernels/spectral_filter.py)."""
     from tedrec_fast.kernels.spectral_filter import CONFIGS
-    from tedrec_fast.kernels.spectral_fusion import padded_length
+    from tedrec_fast.kernels.spectral_fusion import dtype_group, padded_length
 
-    return CONFIGS.why_not(arch, padded_length(problem.size("n")))
+    return CONFIGS.why_not(arch, (dtype_group(problem.dtype), padded_length(problem.size("n"))))
 
 
 def _triton_coverage(arch: int) -> str:
-    from tedrec_fast.kernels.spectral_filter import CONFIGS
+    from tedrec_fast.kernels.spectral_fusion import longest
 
-    return f"n <= {max(CONFIGS.keys(arch))}"
+    return f"n <= {longest(arch)} (float64: n <= {longest(arch, torch.float64)})"
 
 
 #: priority order for ``backend="auto"``

@@ -76,13 +76,13 @@ def _triton_fits(problem: Problem, arch: int) -> str | None:
     """Why no Triton launch configuration runs ``problem`` on ``sm_<arch>`` (kernels/spectral_fusion.py)."""
     from tedrec_fast.kernels.spectral_fusion import config_why_not
 
-    return config_why_not(problem.size("n"), arch)
+    return config_why_not(problem.size("n"), arch, problem.dtype)
 
 
 def _triton_coverage(arch: int) -> str:
-    from tedrec_fast.kernels.spectral_fusion import CONFIGS
+    from tedrec_fast.kernels.spectral_fusion import longest
 
-    return f"n <= {max(CONFIGS.keys(arch))}"
+    return f"n <= {longest(arch)} (float64: n <= {longest(arch, torch.float64)})"
 
 
 def _cuda_fits(problem: Problem, arch: int) -> str | None:

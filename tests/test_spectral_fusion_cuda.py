@@ -204,7 +204,7 @@ def test_launch_geometry_fits_every_length_on_every_target(arch: int) -> None:
     limit = TARGETS[arch].shared_per_block
     for n in range(1, MAX_N + 1):
         dc = host.chunk_width(n, arch)
-        assert dc in host.CHUNK_WIDTHS and 32 % dc == 0 and host.THREADS % dc == 0
+        assert dc in host.VALID_CHUNK_WIDTHS and 32 % dc == 0 and host.THREADS % dc == 0
         for smem in (host.forward_smem(n, dc), host.stats_smem(n, dc), host.main_smem(n, dc)):
             assert smem <= limit, (arch, n, dc, smem)
         if arch in (90, 100):

@@ -29,6 +29,7 @@ __all__ = [
     "THREADS",
     "CUDA_DTYPES",
     "CHUNK_WIDTHS",
+    "VALID_CHUNK_WIDTHS",
     "SMEM_LIMIT",
     "chunk_width",
     "chunk_width_why_not",
@@ -46,8 +47,10 @@ THREADS = 256  # TEDREC_THREADS in csrc/spectral_fusion.cu
 SMEM_LIMIT = TARGETS[90].shared_per_block  # H100 opt-in dynamic shared memory per block (the largest target's)
 CUDA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: channels per chunk a launch may use: the kernels take any power of two <= 32 (a chunk's lanes are
-#: an aligned group of a warp), narrower chunks only add passes over the sequence
-CHUNK_WIDTHS = (4, 8, 16, 32)
+#: an aligned group of a warp), narrower chunks only add passes over the sequence; 4 only where the
+#: target's shared memory needs it (n > 477 on the 99-KiB targets), so tuning sweeps leave it out
+CHUNK_WIDTHS = (8, 16, 32)
+VALID_CHUNK_WIDTHS = (4, *CHUNK_WIDTHS)
 _F32 = 4
 
 
@@ -60,16 +63,16 @@ def chunk_width(n: int, arch: int = 90) -> int:
         raise ValueError(f"spectral_fusion (cuda): {reason}")
     widest = 32 if n <= 128 else 16 if n <= 256 else 8
     limit = target(arch).shared_per_block
-    return max(dc for dc in CHUNK_WIDTHS if dc <= widest and largest_smem(n, dc) <= limit)
+    return max(dc for dc in VALID_CHUNK_WIDTHS if dc <= widest and largest_smem(n, dc) <= limit)
 
 
 def chunk_width_why_not(n: int, arch: int) -> str | None:
     """Why no chunk width runs length ``n`` within ``sm_<arch>``'s shared memory per block, else ``None``."""
     limit = target(arch).shared_per_block
-    need = largest_smem(n, CHUNK_WIDTHS[0])
+    need = largest_smem(n, VALID_CHUNK_WIDTHS[0])
     if need <= limit:
         return None
-    return (f"n={n} needs {need} bytes of shared memory per block even at dc = {CHUNK_WIDTHS[0]}, more than "
+    return (f"n={n} needs {need} bytes of shared memory per block even at dc = {VALID_CHUNK_WIDTHS[0]}, more than "
             f"the {limit} of sm_{arch}")
 
 
@@ -94,10 +97,10 @@ def largest_smem(n: int, dc: int) -> int:
 
 
 def check_chunk_width(n: int, dc: int, arch: int = 90) -> None:
-    """``ValueError`` naming ``dc`` unless it is one of :data:`CHUNK_WIDTHS` and every kernel's shared
+    """``ValueError`` naming ``dc`` unless it is one of :data:`VALID_CHUNK_WIDTHS` and every kernel's shared
     memory fits ``sm_<arch>``'s limit per block at length ``n``."""
-    if dc not in CHUNK_WIDTHS:
-        raise ValueError(f"spectral_fusion (cuda): dc must be one of {CHUNK_WIDTHS}, got {dc!r}")
+    if dc not in VALID_CHUNK_WIDTHS:
+        raise ValueError(f"spectral_fusion (cuda): dc must be one of {VALID_CHUNK_WIDTHS}, got {dc!r}")
     limit = target(arch).shared_per_block
     if largest_smem(n, dc) > limit:
         raise ValueError(f"spectral_fusion (cuda): dc = {dc} needs {largest_smem(n, dc)} bytes of shared memory at "

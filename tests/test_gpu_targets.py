@@ -169,3 +169,11 @@ def test_nvrtc_targets_each_table_entry_itself() -> None:
     supported = (75, 80, 86, 87, 88, 89, 90, 100, 103, 107, 110, 120, 121)  # NVRTC 13.5's getSupportedArchs()
     for t in TARGETS.values():
         assert nvrtc.target_arch(t.capability, supported) == t.name
+
+
+def test_catalog_loss_runs_on_every_target_and_nowhere_else(gpu) -> None:
+    from tedrec_fast.ops.full_catalog_ce.op import BACKENDS as CATALOG_BACKENDS
+
+    for capability, picked in (((8, 6), "triton"), ((12, 0), "triton"), ((7, 5), "torch-chunked")):
+        problem = Problem(gpu(capability), torch.float32, (("B", 8), ("V", 1000), ("d", 300)))
+        assert choose_backend(CATALOG_BACKENDS, "auto", problem, op="full_catalog_ce").name == picked

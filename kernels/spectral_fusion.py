@@ -389,23 +389,22 @@ class KernelConfig:
     num_warps_bwd: int
 
 
-def _configs(chunks: dict[int, tuple[int, int, int, int]], float64_longest: int) -> dict[tuple[str, int], KernelConfig]:
+def _configs(chunks: dict[int, tuple[int, int, int, int]],
+             float64_chunks: dict[int, tuple[int, int, int, int]]) -> dict[tuple[str, int], KernelConfig]:
     """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (forward BLOCK_D, forward warps, backward BLOCK_D,
-    backward warps)}``: every length for 16- and 32-bit inputs (fp32 tiles), lengths up to ``float64_longest``
-    for float64 (tiles of twice the bytes)."""
-    table = {}
-    for block_n, c in chunks.items():
-        table[("32-bit", block_n)] = KernelConfig(block_n, 16, *c)
-    for block_n, c in chunks.items():
-        if block_n <= float64_longest:
-            table[("float64", block_n)] = KernelConfig(block_n, 16, *c)
+    backward warps)}`` for 16- and 32-bit inputs (fp32 tiles) and for float64 (tiles of twice the bytes)."""
+    table = {("32-bit", block_n): KernelConfig(block_n, 16, *c) for block_n, c in chunks.items()}
+    table.update({("float64", block_n): KernelConfig(block_n, 16, *c) for block_n, c in float64_chunks.items()})
     return table
 
 
 #: Hopper and datacenter Blackwell (227 KiB of shared memory per block; ``tl.dot`` on wgmma/tcgen05)
 _LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8), 256: (16, 8, 16, 8)}
+_LARGE_SMEM_FLOAT64 = {n: c for n, c in _LARGE_SMEM.items() if n <= 128}
 #: Ampere A100 (163 KiB) and the 99-KiB parts (A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx); ``mma.sync``
 _SMALL_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (16, 4, 16, 8), 128: (16, 8, 16, 8)}
+#: float64 there: 64-channel forward chunks at ``BLOCK_N = 32`` need 106,496 B, over 99 KiB
+_SMALL_SMEM_FLOAT64 = {16: (32, 4, 32, 8), 32: (32, 4, 32, 8), 64: (16, 4, 16, 8)}
 
 
 def dtype_group(dtype: torch.dtype) -> str:
@@ -425,12 +424,12 @@ def _no_config(arch: int, key: tuple[str, int]) -> str:
 #: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
 #: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
 CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {
-    80: _configs(_SMALL_SMEM, 64),
-    86: _configs(_SMALL_SMEM, 64),
-    89: _configs(_SMALL_SMEM, 64),
-    90: _configs(_LARGE_SMEM, 128),
-    100: _configs(_LARGE_SMEM, 128),
-    120: _configs(_SMALL_SMEM, 64),
+    80: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    90: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
+    100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
+    120: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
 }, why=_no_config)
 
 #: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's 32-bit configurations, and

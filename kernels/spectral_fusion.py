@@ -398,7 +398,7 @@ def _configs(chunks: dict[int, tuple[int, int, int, int]],
     return table
 
 
-#: Hopper and datacenter Blackwell (227 KiB of shared memory per block; ``tl.dot`` on wgmma/tcgen05)
+#: Hopper and datacenter Blackwell (227 KiB of shared memory per block; on sm_90 ``tl.dot`` reaches wgmma)
 _LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8), 256: (16, 8, 16, 8)}
 _LARGE_SMEM_FLOAT64 = {n: c for n, c in _LARGE_SMEM.items() if n <= 128}
 #: Ampere A100 (163 KiB) and the 99-KiB parts (A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx); ``mma.sync``

@@ -403,6 +403,9 @@ _LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: 
 _LARGE_SMEM_FLOAT64 = {n: c for n, c in _LARGE_SMEM.items() if n <= 128}
 #: Ampere A100 (163 KiB) and the 99-KiB parts (A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx); ``mma.sync``
 _SMALL_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (16, 4, 16, 8), 128: (16, 8, 16, 8)}
+#: sm_80 and sm_120: the TedRec-length forward at 8 warps (two passes spill 100 B and 0 B there, 148 B and 16 B
+#: at 4 warps; bench/NOTES.md)
+_SMALL_SMEM_8_WARP_FORWARD = {**_SMALL_SMEM, 64: (16, 8, 16, 8)}
 #: float64 there: 64-channel forward chunks at ``BLOCK_N = 32`` need 106,496 B, over 99 KiB
 _SMALL_SMEM_FLOAT64 = {16: (32, 4, 32, 8), 32: (32, 4, 32, 8), 64: (16, 4, 16, 8)}
 
@@ -424,12 +427,12 @@ def _no_config(arch: int, key: tuple[str, int]) -> str:
 #: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
 #: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
 CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {
-    80: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    80: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
     86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
     89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
     90: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
     100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
-    120: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    120: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
 }, why=_no_config)
 
 #: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's 32-bit configurations, and

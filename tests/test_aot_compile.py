@@ -34,8 +34,8 @@ from tedrec_fast.kernels.targets import TARGETS
 ARCHS = list(TARGETS)
 ARCH_IDS = [t.name for t in TARGETS.values()]
 TEDREC_BLOCK_N = 64  # n = 50
-#: spills at TedRec's shape with Triton 3.6.0 (bytes of spill stores per kernel, fp32 with 3xTF32 products; the
-#: targets whose ``tl.dot`` lowers to ``mma.sync``): an open part of issue 15, see bench/NOTES.md
+#: targets whose kernels spill at TedRec's shape with Triton 3.6.0 (fp32, 3xTF32 products: the backward on every
+#: target, 64 to 640 B of spill stores; the forward on sm_80): an open part of issue 15, see bench/NOTES.md
 KNOWN_SPILLS = {80, 86, 89, 90, 100, 120}
 
 

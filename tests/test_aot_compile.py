@@ -28,7 +28,7 @@ import torch
 import triton
 
 from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusion
-from tedrec_fast.kernels.aot import tensor_core_instructions
+from tedrec_fast.kernels.aot import MODULES, tensor_core_instructions
 from tedrec_fast.kernels.targets import TARGETS
 
 ARCHS = list(TARGETS)
@@ -96,6 +96,14 @@ def test_tedrec_shape_has_no_spills(tedrec_shape, arch: int) -> None:
     assert not spills, message
 
 
+def test_aot_finds_every_kernel_module() -> None:
+    """A kernel file with a ``CONFIGS`` table and ``compile_specs`` is compiled by ``aot`` without registering."""
+    assert {"spectral_fusion", "spectral_filter", "full_catalog_ce"} <= set(MODULES)
+    assert not {"aot", "common", "targets"} & set(MODULES)
+    for module in MODULES.values():
+        assert set(module.CONFIGS.table) == set(TARGETS)
+
+
 @pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
 def test_aot_lists_exactly_the_dispatchers_configurations(arch: int) -> None:
     """What ``--arch`` compiles, per op and dtype, is what the launchers can pick on that target (no compile)."""
@@ -123,7 +131,7 @@ def test_every_configuration_fits_every_target(arch: int, dtype: str, precision:
     args = ["--arch", str(arch), "--dtype", dtype] + (["--precision", precision] if precision else [])
     records = run_aot(*args)
     torch_dtype = getattr(torch, dtype)
-    expected = {s["name"] for module in (spectral_fusion, spectral_filter, full_catalog_ce)
+    expected = {s["name"] for module in MODULES.values()
                 for s in module.compile_specs(torch_dtype, precision, arch=arch)}
     assert {r["kernel"] for r in records} == expected
     assert_fit(records, arch)

@@ -11,23 +11,27 @@ from setuptools import find_packages, setup
 
 BUILD_CUDA_ENV = "TEDREC_FAST_BUILD_CUDA"
 
-NVCC_FLAGS = [
-    "-O3",
-    "-gencode", "arch=compute_80,code=sm_80",
-    "-gencode", "arch=compute_90,code=sm_90",
-    "-gencode", "arch=compute_90,code=compute_90",  # PTX, for newer GPUs
-    "-lineinfo",
-]
+#: the GPU targets of the package's table (tedrec_fast/kernels/targets.py: setup.py cannot import it), with the
+#: CUDA version from which nvcc compiles each; SASS for each, PTX of the newest for GPUs after them
+GPU_ARCHS = {80: (11, 0), 86: (11, 1), 89: (11, 8), 90: (11, 8), 100: (12, 8), 120: (12, 8)}
 
 
-def _toolkit_cuda_major(cuda_home: str | None) -> int | None:
-    """The CUDA major version of the toolkit at ``cuda_home`` (from its ``cuda_runtime_api.h``), or None."""
+def nvcc_flags(cuda: tuple[int, int]) -> list[str]:
+    """nvcc flags for a CUDA ``(major, minor)`` toolkit: a cubin (SASS) for every target of :data:`GPU_ARCHS`
+    it can compile, and the PTX of the newest of them, which the driver compiles for newer GPUs."""
+    archs = [arch for arch, since in GPU_ARCHS.items() if cuda >= since]
+    gencode = [flag for arch in archs for flag in ("-gencode", f"arch=compute_{arch},code=sm_{arch}")]
+    return ["-O3", *gencode, "-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}", "-lineinfo"]
+
+
+def _toolkit_cuda_version(cuda_home: str | None) -> tuple[int, int] | None:
+    """The CUDA ``(major, minor)`` of the toolkit at ``cuda_home`` (from its ``cuda_runtime_api.h``), or None."""
     header = os.path.join(cuda_home or "", "include", "cuda_runtime_api.h")
     if not cuda_home or not os.path.isfile(header):
         return None
     with open(header, encoding="utf-8", errors="replace") as f:
         match = re.search(r"^#define\s+CUDART_VERSION\s+(\d+)", f.read(), re.M)
-    return int(match.group(1)) // 1000 if match else None
+    return divmod(int(match.group(1)) // 10, 100) if match else None
 
 
 def cuda_extension_wanted() -> bool:
@@ -61,11 +65,11 @@ def cuda_extension_wanted() -> bool:
     problem = None
     if not torch.version.cuda:
         problem = f"torch {torch.__version__} is not a CUDA build (torch.version.cuda is None)"
-    elif (toolkit_major := _toolkit_cuda_major(CUDA_HOME)) is None:
+    elif (toolkit := _toolkit_cuda_version(CUDA_HOME)) is None:
         problem = (f"no CUDA toolkit at CUDA_HOME={CUDA_HOME!r} (no include/cuda_runtime_api.h there); set "
                    "$CUDA_HOME to the toolkit directory")
-    elif toolkit_major != int(torch.version.cuda.split(".")[0]):
-        problem = f"the CUDA toolkit at {CUDA_HOME} is CUDA {toolkit_major}, torch's is CUDA {torch.version.cuda}"
+    elif toolkit[0] != int(torch.version.cuda.split(".")[0]):
+        problem = f"the CUDA toolkit at {CUDA_HOME} is CUDA {toolkit[0]}, torch's is CUDA {torch.version.cuda}"
     if problem and forced:
         raise SystemExit(f"{BUILD_CUDA_ENV}=1 but {problem}")
     return problem is None
@@ -75,12 +79,12 @@ def cuda_extension_kwargs() -> dict:
     """``setup()`` arguments adding the extension ``tedrec_fast._C`` when :func:`cuda_extension_wanted`."""
     if not cuda_extension_wanted():
         return {}
-    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
 
     extension = CUDAExtension(
         "tedrec_fast._C",
         ["csrc/extension.cu"],
-        extra_compile_args={"cxx": ["-O3"], "nvcc": NVCC_FLAGS},
+        extra_compile_args={"cxx": ["-O3"], "nvcc": nvcc_flags(_toolkit_cuda_version(CUDA_HOME))},
     )
     return {"ext_modules": [extension], "cmdclass": {"build_ext": BuildExtension}}
 

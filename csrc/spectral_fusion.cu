@@ -29,6 +29,14 @@
 #include "common.cuh"
 
 #define TEDREC_THREADS 256
+// backward_main's launch bounds: on sm_120 ptxas holds it to 64 registers unless told one block per SM
+// suffices, and then spills (4 B in the 16-bit variants); elsewhere it fits in 64 without spilling, which
+// leaves room for 4 blocks per SM
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1200
+#define TEDREC_MAIN_BOUNDS __launch_bounds__(TEDREC_THREADS, 1)
+#else
+#define TEDREC_MAIN_BOUNDS __launch_bounds__(TEDREC_THREADS)
+#endif
 // Rows per thread tile; a build may define it (the tuning sweep compiles 8 too: bench/tune_spectral_fusion.py).
 #ifndef TEDREC_ROWS
 #define TEDREC_ROWS 4
@@ -388,7 +396,7 @@ __device__ void fusion_backward_main(S* d_item, S* d_text, float* dh_part, float
         fusion_backward_stats<S>(coef, grad, grad_sb, grad_sn, item, item_sb, item_sn, text, text_sb, text_sn, h,  \
                                  gi_w, gi_b, gf_w, gf_b, n, d, dc);                                                \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(TEDREC_THREADS) tedrec_fusion_backward_main_##suffix(             \
+    extern "C" __global__ void TEDREC_MAIN_BOUNDS tedrec_fusion_backward_main_##suffix(                            \
         S* d_item, S* d_text, float* dh_part, float* dg_part, const float* coef, const S* grad, long long grad_sb,  \
         long long grad_sn, const S* item, long long item_sb, long long item_sn, const S* text, long long text_sb,  \
         long long text_sn, const float* h, const S* gi_w, const S* gf_w, int B, int n, int d, int dc,              \

@@ -1,18 +1,27 @@
 """Compile every Triton kernel configuration for a GPU target ahead of time, without a GPU.
 
-``python -m tedrec_fast.kernels.aot [--dtype float32 ...] [--arch 90]`` compiles each entry of each
-kernel module's ``compile_specs`` with ``triton.compile(..., target=GPUTarget("cuda", arch, 32))``, runs
-``ptxas -v`` on the PTX for registers and spills, counts the tensor-core instructions of the PTX (Hopper's
+``python -m tedrec_fast.kernels.aot [--dtype float32 ...] [--arch 90]`` compiles exactly the configurations
+the dispatcher can pick on ``sm_<arch>`` (a target of :data:`tedrec_fast.kernels.targets.TARGETS`): each
+entry of each kernel module's ``compile_specs(dtype, precision, arch=arch)``, with
+``triton.compile(..., target=GPUTarget("cuda", arch, 32))``, runs
+``ptxas -v`` on the PTX for registers and spills, reports the shared memory per block against the target's
+limit (``shared_bytes``, ``shared_limit``, ``fits``), counts the tensor-core instructions of the PTX (Hopper's
 ``wgmma`` or the older ``mma.sync``, which runs at a lower rate), and prints one JSON line per kernel. GPU-only errors
 (``tl.dot`` shapes, unsupported precisions, layouts) raise here. Must run with ``TRITON_INTERPRET``
 unset: the interpreter replaces the kernels by Python functions.
+
+Kernel modules: every module of this package with a ``CONFIGS`` table
+(:class:`~tedrec_fast.kernels.targets.TargetConfigs`) and a ``compile_specs`` function; adding an op's kernel
+file with those two adds it here.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -23,19 +32,35 @@ from collections.abc import Iterable, Iterator
 import torch
 import triton
 from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
-from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusion
+import tedrec_fast.kernels
+from tedrec_fast.kernels.targets import TARGETS, target
 
-__all__ = ["compile_each", "compile_all", "print_results", "tensor_core_instructions", "main"]
+__all__ = ["kernel_modules", "compile_each", "compile_all", "print_results", "tensor_core_instructions", "main"]
 
-MODULES = {"spectral_fusion": spectral_fusion, "spectral_filter": spectral_filter, "full_catalog_ce": full_catalog_ce}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+def kernel_modules() -> dict:
+    """``{name: module}`` of every kernel module of this package: those defining ``CONFIGS`` and ``compile_specs``."""
+    modules = {}
+    for info in pkgutil.iter_modules(tedrec_fast.kernels.__path__):
+        if info.name == "aot":
+            continue
+        module = importlib.import_module(f"tedrec_fast.kernels.{info.name}")
+        if hasattr(module, "CONFIGS") and hasattr(module, "compile_specs"):
+            modules[info.name] = module
+    return modules
+
+
+MODULES = kernel_modules()
 
 
 def _ptxas_usage(ptx: str, arch: int) -> dict[str, int]:
     """Registers, spill bytes and stack frame of the (single) kernel in ``ptx``, from ``ptxas -v``."""
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    ptxas = get_ptxas(arch).path  # Triton's choice per target (its Blackwell ptxas from sm_100 on)
     target = re.search(r"^\.target\s+(\S+)", ptx, re.M)
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(ptx)
@@ -59,19 +84,24 @@ def _ptxas_usage(ptx: str, arch: int) -> dict[str, int]:
 def compile_each(specs: Iterable[dict], dtype: torch.dtype, arch: int = 90, only: str = "") -> Iterator[dict]:
     """Compile each entry of ``specs`` (as a kernel module's ``compile_specs`` gives them) for ``sm_<arch>``;
     yield one result dict per kernel; raises on the first compile error. ``only`` keeps kernels whose name
-    contains it."""
-    target = GPUTarget("cuda", arch, 32)
+    contains it. ``fits`` says whether the kernel's shared memory is within the target's limit per block
+    (for an arch outside :data:`~tedrec_fast.kernels.targets.TARGETS`, ``shared_limit`` and ``fits`` are None)."""
+    gpu = GPUTarget("cuda", arch, 32)
+    limit = TARGETS[arch].shared_per_block if arch in TARGETS else None
     for spec in specs:
         if only not in spec["name"]:
             continue
         start = time.perf_counter()
         src = ASTSource(fn=spec["fn"], signature=spec["signature"], constexprs=spec["constexprs"])
-        compiled = triton.compile(src, target=target, options={"num_warps": spec["num_warps"]})
+        compiled = triton.compile(src, target=gpu, options={"num_warps": spec["num_warps"]})
         yield {
             "kernel": spec["name"],
+            "arch": arch,
             "dtype": str(dtype).removeprefix("torch."),
             "precision": spec["constexprs"].get("PRECISION"),
             "shared_bytes": compiled.metadata.shared,
+            "shared_limit": limit,
+            "fits": None if limit is None else compiled.metadata.shared <= limit,
             "compile_s": round(time.perf_counter() - start, 2),
             **_ptxas_usage(compiled.asm["ptx"], arch),
             **tensor_core_instructions(compiled.asm["ptx"]),
@@ -80,16 +110,21 @@ def compile_each(specs: Iterable[dict], dtype: torch.dtype, arch: int = 90, only
 
 def compile_all(dtypes: list[torch.dtype], arch: int = 90, precisions: list[str | None] | None = None,
                 modules: list[str] | None = None, block_n: int | None = None, only: str = "") -> Iterator[dict]:
-    """:func:`compile_each` over every kernel of the selected modules; raises on the first compile error.
+    """:func:`compile_each` over every configuration the dispatcher can pick on ``sm_<arch>``, for each kernel
+    module selected (default all), dtype and precision; raises on the first compile error, ``ValueError``
+    naming ``arch`` for a target outside the table.
 
-    ``modules`` selects kernel modules by name (default all); ``block_n`` selects the sequence kernels'
-    configuration for one padded length; ``only`` keeps kernels whose name contains it.
+    ``block_n`` keeps only the sequence kernels' configuration for one padded length; ``only`` keeps kernels
+    whose name contains it.
     """
-    by_length = {"block_n": block_n} if block_n is not None else {}
+    target(arch)
     for name in modules or MODULES:
         for dtype in dtypes:
             for precision in precisions or [None]:
-                yield from compile_each(MODULES[name].compile_specs(dtype, precision, **by_length), dtype, arch, only)
+                specs = MODULES[name].compile_specs(dtype, precision, arch=arch)
+                if block_n is not None:
+                    specs = [spec for spec in specs if spec.get("block_n") == block_n]
+                yield from compile_each(specs, dtype, arch, only)
 
 
 def print_results(results: Iterable[dict]) -> int:
@@ -115,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", action="append", choices=sorted(_DTYPES), help="repeatable; default float32")
     parser.add_argument("--precision", action="append", help="tl.dot input precision(s); default per dtype")
-    parser.add_argument("--arch", type=int, default=90)
+    parser.add_argument("--arch", type=int, action="append", choices=sorted(TARGETS),
+                        help="sm_<arch>, repeatable; default 90")
     parser.add_argument("--module", action="append", choices=sorted(MODULES), help="repeatable; default all")
     parser.add_argument("--block-n", type=int,
                         help="only the configuration for this padded sequence length (sequence kernels)")
     parser.add_argument("--only", default="", help="only kernels whose name contains this (e.g. backward)")
     args = parser.parse_args(argv)
-    return print_results(compile_all([_DTYPES[d] for d in args.dtype or ["float32"]], args.arch, args.precision,
-                                     args.module, args.block_n, args.only))
+    dtypes = [_DTYPES[d] for d in args.dtype or ["float32"]]
+    return print_results(result for arch in args.arch or [90]
+                         for result in compile_all(dtypes, arch, args.precision, args.module, args.block_n, args.only))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ import triton.language as tl
 from triton.runtime import JITFunction
 
 from tedrec_fast.kernels.common import acc_dtype, aot_signature, dot_precision, tl_acc_dtype
+from tedrec_fast.kernels.targets import INTERPRETER_ARCH, TARGETS, TargetConfigs, launch_arch
 
 __all__ = [
     "KernelConfig",
@@ -319,14 +320,26 @@ _PARTIALS_BYTES = 1 << 29
 _NUM_WARPS = (1, 2, 4, 8, 16)
 
 
-def kernel_config(dtype: torch.dtype) -> KernelConfig:
-    """The launch configuration for inputs of ``dtype`` (any shape: every dimension is tiled and masked)."""
-    return _CONFIGS.get(dtype, _DEFAULT_CONFIG)
+_PER_DTYPE = {torch.float32: _CONFIGS[torch.float32], torch.bfloat16: _DEFAULT_CONFIG,
+              torch.float16: _DEFAULT_CONFIG, torch.float64: _CONFIGS[torch.float64]}
+
+#: The launch configurations per target, keyed by dtype: the tiles are small enough for every target's
+#: shared memory (tests/test_aot_compile.py), so every target has the same ones.
+CONFIGS: TargetConfigs[torch.dtype, KernelConfig] = TargetConfigs(
+    "full_catalog_ce", {arch: _PER_DTYPE for arch in TARGETS},
+    why=lambda arch, dtype: f"dtype {dtype} has no configuration on sm_{arch}")
 
 
-def all_kernel_configs() -> list[KernelConfig]:
-    """Every configuration :func:`kernel_config` can return."""
-    return sorted({_DEFAULT_CONFIG, *_CONFIGS.values()}, key=lambda c: c.BLOCK_B * c.BLOCK_V)
+def kernel_config(dtype: torch.dtype, arch: int | None = 90) -> KernelConfig:
+    """The launch configuration for inputs of ``dtype`` (any shape: every dimension is tiled and masked)
+    on ``sm_<arch>`` (``None``: the Triton interpreter, which launches sm_90's)."""
+    config = CONFIGS.get(INTERPRETER_ARCH if arch is None else arch, dtype)
+    return _DEFAULT_CONFIG if config is None else config
+
+
+def all_kernel_configs(arch: int = 90) -> list[KernelConfig]:
+    """Every configuration :func:`kernel_config` can return on ``sm_<arch>``."""
+    return sorted(CONFIGS.configs(arch), key=lambda c: c.BLOCK_B * c.BLOCK_V)
 
 
 def validate_config(config: KernelConfig, dtype: torch.dtype) -> None:
@@ -355,11 +368,11 @@ def validate_config(config: KernelConfig, dtype: torch.dtype) -> None:
         fail("DOT_16BIT", f"False for {dtype} inputs (bf16 tl.dot operands are for bfloat16 inputs only)")
 
 
-def _launch_config(config: KernelConfig | None, dtype: torch.dtype) -> KernelConfig:
-    """``config`` (default: :func:`kernel_config`), validated; ``DOT_16BIT`` is refused under the Triton
-    interpreter, whose 16-bit ``tl.dot`` is wrong: results from it could never be trusted."""
+def _launch_config(config: KernelConfig | None, dtype: torch.dtype, device: torch.device) -> KernelConfig:
+    """``config`` (default: :func:`kernel_config` for the device's target), validated; ``DOT_16BIT`` is
+    refused under the Triton interpreter, whose 16-bit ``tl.dot`` is wrong: results from it could never be trusted."""
     if config is None:
-        return kernel_config(dtype)
+        return kernel_config(dtype, launch_arch(device))
     validate_config(config, dtype)
     if config.DOT_16BIT and not isinstance(_fce_fwd_split_kernel, JITFunction):
         raise ValueError("full_catalog_ce: config.DOT_16BIT=True needs a GPU; the Triton interpreter computes "
@@ -427,7 +440,7 @@ def full_catalog_ce_forward(
     V = item_weight.shape[0]
     device = query.device
     acc = acc_dtype(query.dtype)
-    cfg = _launch_config(config, query.dtype)
+    cfg = _launch_config(config, query.dtype, device)
     if loss is None:
         loss = torch.empty(B, dtype=acc, device=device)
     if lse is None:
@@ -482,7 +495,7 @@ def full_catalog_ce_backward(
     V = item_weight.shape[0]
     dtype, device = query.dtype, query.device
     acc = acc_dtype(dtype)
-    cfg = _launch_config(config, dtype)
+    cfg = _launch_config(config, dtype, device)
     if d_query is None:
         d_query = torch.empty((B, d), dtype=dtype, device=device)
     if d_item is None:
@@ -510,12 +523,12 @@ def full_catalog_ce_backward(
 
 
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
-                  config: KernelConfig | None = None) -> list[dict]:
+                  config: KernelConfig | None = None, *, arch: int = 90) -> list[dict]:
     """Everything ``triton.compile`` needs to build each kernel the wrappers launch for ``dtype`` with
-    ``config`` (default :func:`kernel_config`): one entry per kernel (forward, its combine, backward, its
-    query sum), named by the configuration fields it is compiled with; see kernels/aot.py."""
+    ``config`` (default :func:`kernel_config` on ``sm_<arch>``): one entry per kernel (forward, its combine,
+    backward, its query sum), named by the configuration fields it is compiled with; see kernels/aot.py."""
     precision = precision or dot_precision(dtype)
-    cfg = kernel_config(dtype) if config is None else config
+    cfg = kernel_config(dtype, arch) if config is None else config
     validate_config(cfg, dtype)
     acc = acc_dtype(dtype)
     tiles = dict(BLOCK_B=cfg.BLOCK_B, BLOCK_V=cfg.BLOCK_V, BLOCK_K=cfg.BLOCK_K)

@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from tedrec_fast.kernels.common import acc_dtype, aot_signature, dot_precision, persistent_programs, tl_acc_dtype
+from tedrec_fast.kernels.spectral_fusion import CONFIGS as _FUSION_CONFIGS
 from tedrec_fast.kernels.spectral_fusion import (
     _dft_rows,
     _hermitian_weight,
@@ -28,8 +29,14 @@ from tedrec_fast.kernels.spectral_fusion import (
     all_kernel_configs,
     kernel_config,
 )
+from tedrec_fast.kernels.targets import TargetConfigs, launch_arch
 
-__all__ = ["spectral_filter_forward", "spectral_filter_backward", "compile_specs"]
+__all__ = ["CONFIGS", "spectral_filter_forward", "spectral_filter_backward", "compile_specs"]
+
+#: The filter's launch configurations per target: the fusion's (:data:`tedrec_fast.kernels.spectral_fusion.CONFIGS`;
+#: its forward fields for the forward, its backward fields for the backward). The filter kernels hold fewer
+#: tiles than the fusion's, and each is checked on every target on its own (tests/test_aot_compile.py).
+CONFIGS: TargetConfigs = TargetConfigs("spectral_filter", _FUSION_CONFIGS.table, why=_FUSION_CONFIGS.why)
 
 
 @triton.jit
@@ -110,7 +117,7 @@ def spectral_filter_forward(x: torch.Tensor, complex_weight: torch.Tensor, out: 
         out = torch.empty((B, n, d), dtype=x.dtype, device=x.device)
     if B == 0:
         return out
-    cfg = kernel_config(n)
+    cfg = kernel_config(n, launch_arch(x.device), x.dtype)
     w = complex_weight[0]
     _spectral_filter_fwd_kernel[(B, triton.cdiv(d, cfg.BLOCK_D))](
         x, w, out, n, d, *x.stride(), *w.stride(), *out.stride(),
@@ -130,7 +137,7 @@ def spectral_filter_backward(grad_out: torch.Tensor, x: torch.Tensor, complex_we
     programs = persistent_programs(x.device, B)
     part_w = torch.zeros((programs, 2, n // 2 + 1, d), dtype=acc, device=x.device)
     if B > 0:
-        cfg = kernel_config(n)
+        cfg = kernel_config(n, launch_arch(x.device), x.dtype)
         w = complex_weight[0]
         _spectral_filter_bwd_kernel[(programs, triton.cdiv(d, cfg.BLOCK_D_BWD))](
             grad_out, x, w, d_x, part_w, B, n, d,
@@ -144,11 +151,12 @@ def spectral_filter_backward(grad_out: torch.Tensor, x: torch.Tensor, complex_we
 
 
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
-                  block_n: int | None = None) -> list[dict]:
-    """Everything ``triton.compile`` needs for each filter kernel configuration (see kernels/aot.py)."""
+                  block_n: int | None = None, *, arch: int = 90) -> list[dict]:
+    """Everything ``triton.compile`` needs for each filter kernel configuration the dispatcher can pick on
+    ``sm_<arch>`` (see kernels/aot.py)."""
     precision = precision or dot_precision(dtype)
     specs = []
-    for cfg in all_kernel_configs():
+    for cfg in all_kernel_configs(arch, dtype):
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
         for label, fn, block_d, warps in (("forward", _spectral_filter_fwd_kernel, cfg.BLOCK_D, cfg.num_warps),
@@ -158,5 +166,6 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
                               ACC=tl_acc_dtype(dtype), PRECISION=precision)
             signature = aot_signature(fn, constexprs, dtype, accumulators=("pw_ptr",))
             specs.append(dict(name=f"spectral_filter {label} {cfg.BLOCK_N}x{cfg.BLOCK_K}x{block_d} w{warps}",
-                              fn=fn, signature=signature, constexprs=constexprs, num_warps=warps))
+                              fn=fn, signature=signature, constexprs=constexprs, num_warps=warps,
+                              block_n=cfg.BLOCK_N))
     return specs

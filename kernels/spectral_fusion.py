@@ -40,12 +40,19 @@ import triton
 import triton.language as tl
 
 from tedrec_fast.kernels.common import acc_dtype, aot_signature, dot_precision, persistent_programs, tl_acc_dtype
+from tedrec_fast.kernels.targets import INTERPRETER_ARCH, TARGETS, TargetConfigs, launch_arch
 
 __all__ = [
     "MAX_N",
     "MAX_D",
     "KernelConfig",
+    "CONFIGS",
+    "padded_length",
+    "config_why_not",
+    "dtype_group",
+    "longest",
     "kernel_config",
+    "all_kernel_configs",
     "validate_config",
     "spectral_fusion_forward",
     "spectral_fusion_backward",
@@ -382,22 +389,90 @@ class KernelConfig:
     num_warps_bwd: int
 
 
-#: per padded length: (forward BLOCK_D, forward warps, backward BLOCK_D, backward warps), the
-#: least-spilling choices from ``ptxas -v`` on sm_90 (bench/NOTES.md), not yet tuned with timings
-_CHUNKS = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8)}
+def _configs(chunks: dict[int, tuple[int, int, int, int]],
+             float64_chunks: dict[int, tuple[int, int, int, int]]) -> dict[tuple[str, int], KernelConfig]:
+    """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (forward BLOCK_D, forward warps, backward BLOCK_D,
+    backward warps)}`` for 16- and 32-bit inputs (fp32 tiles) and for float64 (tiles of twice the bytes)."""
+    table = {("32-bit", block_n): KernelConfig(block_n, 16, *c) for block_n, c in chunks.items()}
+    table.update({("float64", block_n): KernelConfig(block_n, 16, *c) for block_n, c in float64_chunks.items()})
+    return table
 
 
-def kernel_config(n: int) -> KernelConfig:
-    """The launch configuration for sequence length ``n`` (any hidden size).
+#: Hopper and datacenter Blackwell (227 KiB of shared memory per block; on sm_90 ``tl.dot`` reaches wgmma)
+_LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8), 256: (16, 8, 16, 8)}
+_LARGE_SMEM_FLOAT64 = {n: c for n, c in _LARGE_SMEM.items() if n <= 128}
+#: Ampere A100 (163 KiB) and the 99-KiB parts (A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx); ``mma.sync``
+_SMALL_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (16, 4, 16, 8), 128: (16, 8, 16, 8)}
+#: sm_80 and sm_120: the TedRec-length forward at 8 warps (two passes spill 100 B and 0 B there, 148 B and 16 B
+#: at 4 warps; bench/NOTES.md)
+_SMALL_SMEM_8_WARP_FORWARD = {**_SMALL_SMEM, 64: (16, 8, 16, 8)}
+#: float64 there: 64-channel forward chunks at ``BLOCK_N = 32`` need 106,496 B, over 99 KiB
+_SMALL_SMEM_FLOAT64 = {16: (32, 4, 32, 8), 32: (32, 4, 32, 8), 64: (16, 4, 16, 8)}
+
+
+def dtype_group(dtype: torch.dtype) -> str:
+    """The configuration group of inputs of ``dtype``: ``"float64"``, or ``"32-bit"`` (fp32 tiles: fp32, bf16, fp16)."""
+    return "float64" if dtype == torch.float64 else "32-bit"
+
+
+def _no_config(arch: int, key: tuple[str, int]) -> str:
+    group, block_n = key
+    limit = TARGETS[arch].shared_per_block // 1024
+    return (f"{group} sequences padded to {block_n} positions have no fused-kernel configuration within "
+            f"sm_{arch}'s {limit} KiB of shared memory per block (forward and backward; bench/NOTES.md)")
+
+
+#: The launch configurations per target, keyed by the dtype group and the padded length ``BLOCK_N``: every
+#: one compiles for its target within its shared memory (tests/test_aot_compile.py); a key missing on a
+#: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
+#: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
+CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {
+    80: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
+    86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    90: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
+    100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
+    120: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
+}, why=_no_config)
+
+#: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's 32-bit configurations, and
+#: for the lengths no GPU runs the former ``BLOCK_N = 512`` configuration, so every n <= MAX_N is tested
+_INTERPRETER = {**{key[1]: cfg for key, cfg in CONFIGS.table[INTERPRETER_ARCH].items() if key[0] == "32-bit"},
+                512: KernelConfig(512, 16, 16, 8, 16, 8)}
+
+
+def padded_length(n: int) -> int:
+    """``BLOCK_N`` for sequence length ``n``: a power of two >= 16 (``tl.dot`` dimensions) that covers ``n``."""
+    return max(16, triton.next_power_of_2(n))
+
+
+def config_why_not(n: int, arch: int | None, dtype: torch.dtype = torch.float32) -> str | None:
+    """Why no configuration runs length ``n`` of ``dtype`` on ``sm_<arch>`` (``None``: the interpreter), else
+    ``None``."""
+    if arch is None:
+        return None if padded_length(n) in _INTERPRETER else f"n={n} exceeds {MAX_N}"
+    return CONFIGS.why_not(arch, (dtype_group(dtype), padded_length(n)))
+
+
+def longest(arch: int, dtype: torch.dtype = torch.float32) -> int:
+    """The longest sequence the configurations of ``sm_<arch>`` run for ``dtype``."""
+    return max(block_n for group, block_n in CONFIGS.keys(arch) if group == dtype_group(dtype))
+
+
+def kernel_config(n: int, arch: int | None = 90, dtype: torch.dtype = torch.float32) -> KernelConfig:
+    """The launch configuration for sequence length ``n`` (any hidden size) of ``dtype`` on ``sm_<arch>``
+    (``None``: the Triton interpreter). ``ValueError`` saying why when none of that length fits the target.
 
     ``tl.dot`` needs every dimension to be a power of two >= 16, so ``n`` is padded to ``BLOCK_N`` and
     frequencies are processed in blocks of ``BLOCK_K = 16``. Registers hold a few
     ``BLOCK_N x BLOCK_D`` fp32 tiles and four ``BLOCK_K x BLOCK_N`` twiddle tiles, so the channel chunk
     shrinks as the padded length grows; the backward keeps about twice as many tiles live.
     """
-    block_n = max(16, triton.next_power_of_2(n))
-    block_d, warps, block_d_bwd, warps_bwd = _CHUNKS.get(block_n, (16, 8, 16, 8))
-    return KernelConfig(block_n, 16, block_d, warps, block_d_bwd, warps_bwd)
+    reason = config_why_not(n, arch, dtype)
+    if reason is not None:
+        raise ValueError(f"spectral_fusion: {reason}")
+    block_n = padded_length(n)
+    return _INTERPRETER[block_n] if arch is None else CONFIGS.get(arch, (dtype_group(dtype), block_n))
 
 
 def validate_config(config: KernelConfig, n: int) -> None:
@@ -419,15 +494,19 @@ def validate_config(config: KernelConfig, n: int) -> None:
         raise ValueError(f"spectral_fusion: config.BLOCK_N must be >= n = {n}, got {config.BLOCK_N}")
 
 
-def all_kernel_configs() -> list[KernelConfig]:
-    """Every configuration :func:`kernel_config` can return for ``1 <= n <= MAX_N``."""
-    return sorted({kernel_config(n) for n in range(1, MAX_N + 1)}, key=lambda c: c.BLOCK_N)
+def all_kernel_configs(arch: int | None = 90, dtype: torch.dtype = torch.float32) -> list[KernelConfig]:
+    """Every configuration :func:`kernel_config` can return on ``sm_<arch>`` for ``dtype`` (``None``: the
+    interpreter, any dtype)."""
+    if arch is None:
+        return [_INTERPRETER[block_n] for block_n in sorted(_INTERPRETER)]
+    return [cfg for (group, _), cfg in CONFIGS.table[arch].items() if group == dtype_group(dtype)]
 
 
-def _config(config: KernelConfig | None, n: int) -> KernelConfig:
-    """``config`` checked for length ``n``, or the default :func:`kernel_config` of ``n``."""
+def _config(config: KernelConfig | None, n: int, device: torch.device, dtype: torch.dtype) -> KernelConfig:
+    """``config`` checked for length ``n``, or the default :func:`kernel_config` of ``n`` and ``dtype`` on
+    ``device``."""
     if config is None:
-        return kernel_config(n)
+        return kernel_config(n, launch_arch(device), dtype)
     validate_config(config, n)
     return config
 
@@ -447,12 +526,13 @@ def spectral_fusion_forward(
     """Launch the fused forward; returns ``V`` (written into ``out`` if given). Inputs are validated
     by the caller (:mod:`tedrec_fast.ops.spectral_fusion`); any strides are accepted.
 
-    ``config`` overrides the launch configuration (default :func:`kernel_config` of ``n``), for tuning
-    (bench/tune_spectral_fusion.py); its forward fields are used. ``ValueError`` (see
+    ``config`` overrides the launch configuration (default :func:`kernel_config` of ``n`` for the device's
+    target, :func:`tedrec_fast.kernels.targets.launch_arch`), for tuning (bench/tune_spectral_fusion.py); its
+    forward fields are used. ``ValueError`` (see
     :func:`validate_config`) if it cannot run length ``n``.
     """
     B, n, d = item_emb.shape
-    cfg = _config(config, n)
+    cfg = _config(config, n, item_emb.device, item_emb.dtype)
     if out is None:
         out = torch.empty((B, n, d), dtype=item_emb.dtype, device=item_emb.device)
     if B == 0:
@@ -495,7 +575,7 @@ def spectral_fusion_backward(
     ``ValueError`` (see :func:`validate_config`) if it cannot run length ``n``.
     """
     B, n, d = item_emb.shape
-    cfg = _config(config, n)
+    cfg = _config(config, n, item_emb.device, item_emb.dtype)
     device, dtype = item_emb.device, item_emb.dtype
     if d_item is None:
         d_item = torch.empty((B, n, d), dtype=dtype, device=device)
@@ -535,18 +615,20 @@ def spectral_fusion_backward(
 
 
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
-                  block_n: int | None = None, configs: Iterable[KernelConfig] | None = None) -> list[dict]:
+                  block_n: int | None = None, configs: Iterable[KernelConfig] | None = None, *,
+                  arch: int = 90) -> list[dict]:
     """Everything ``triton.compile`` needs to build each kernel the wrappers can launch for ``dtype``.
 
     One entry per (kernel, configuration, single-chunk variant), optionally only for one padded
     length ``block_n``: ``name``, ``fn``, ``signature``, ``constexprs`` and ``num_warps``. Used to
-    compile for a GPU target on machines without one, so GPU-only errors surface in CI. ``configs``
-    replaces :func:`all_kernel_configs` (e.g. by the configurations a tuning sweep launches).
+    compile for a GPU target on machines without one, so GPU-only errors surface in CI. By default the
+    configurations the dispatcher can pick on ``sm_<arch>`` (:func:`all_kernel_configs`); ``configs``
+    replaces them (e.g. by the configurations a tuning sweep launches).
     """
     precision = precision or dot_precision(dtype)
     acc = tl_acc_dtype(dtype)
     specs = []
-    for cfg in all_kernel_configs() if configs is None else configs:
+    for cfg in all_kernel_configs(arch, dtype) if configs is None else configs:
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
         variants = [
@@ -559,5 +641,6 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
                               PRECISION=precision, **extra)
             signature = aot_signature(fn, constexprs, dtype, accumulators=("pw_ptr", "pg_ptr", "pb_ptr"))
             specs.append(dict(name=f"spectral_fusion {label} {cfg.BLOCK_N}x{cfg.BLOCK_K}x{block_d} w{warps}",
-                              fn=fn, signature=signature, constexprs=constexprs, num_warps=warps))
+                              fn=fn, signature=signature, constexprs=constexprs, num_warps=warps,
+                              block_n=cfg.BLOCK_N))
     return specs

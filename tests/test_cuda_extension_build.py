@@ -8,8 +8,9 @@ the CUDA libraries it links (cuDNN, cuBLAS, NCCL, ...): those wheels are install
 dependencies. The compiler is the machine's CUDA toolkit (``$CUDA_HOME``, else the one ``nvcc`` runs from).
 
 Checks: the module exists; its host code has a launch stub for every kernel of
-:data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`; its fat binary holds sm_80 and sm_90 cubins defining
-exactly those kernels, and compute_90 PTX; imported (after that torch), ``kernel_names()`` lists them and
+:data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`; its fat binary holds a cubin for every GPU target of the
+table (sm_80 ... sm_120) defining exactly those kernels, and compute_120 PTX; imported (after that torch),
+``kernel_names()`` lists them and
 ``launch`` raises KeyError / ValueError / RuntimeError (naming the kernel and the CUDA error) as documented.
 
 Skipped, saying why, without nvcc or a CUDA 13 toolkit, with ``TEDREC_FAST_TEST_EXTENSION_BUILD=0``, or
@@ -61,8 +62,10 @@ RUNTIME = (
 )
 INSTALL_BYTES = 6 * 2**30  # 4.0 GiB installed, plus pip's unpacking
 
-#: (kind, arch) of the images setup.py's -gencode flags put in the fat binary
-FATBIN_IMAGES = {("cubin", 80), ("cubin", 90), ("ptx", 90)}
+#: (kind, arch) of the images setup.py's -gencode flags put in the fat binary with CUDA 13: a cubin for
+#: every target of tedrec_fast.kernels.targets.TARGETS and the PTX of the newest
+FATBIN_IMAGES = {("cubin", 80), ("cubin", 86), ("cubin", 89), ("cubin", 90), ("cubin", 100), ("cubin", 120),
+                 ("ptx", 120)}
 _FATBIN_MAGIC = 0xBA55ED50
 _FATBIN_KINDS = {1: "ptx", 2: "cubin"}
 

@@ -3,7 +3,7 @@
 Host-side logic runs everywhere: compile options, the disk cache, argument conversion, the availability
 check, and launches against a stand-in for CuPy that records what the loader asks of it. Where CuPy and
 the NVRTC library load (``pip install cupy-cuda13x nvidia-cuda-nvrtc``; NVRTC is a compiler library and
-needs no GPU), the real ``csrc/`` source is compiled to an sm_90 cubin.
+needs no GPU), the real ``csrc/`` source is compiled to a cubin for every GPU target of the table.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from tedrec_fast.cuda import nvrtc
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES, pack_args
 from tedrec_fast.cuda.sources import assemble, cache_key
+from tedrec_fast.kernels.targets import TARGETS
 
 EM_CUDA = 190  # ELF e_machine of a cubin
 
@@ -320,8 +321,13 @@ def real_nvrtc() -> str:
     return nvrtc.nvrtc_version()
 
 
-def test_nvrtc_compiles_every_kernel_of_csrc_for_sm_90(real_nvrtc: str) -> None:
-    cubin = nvrtc.compile_cubin(assemble("spectral_fusion.cu"), "sm_90")
+@pytest.mark.parametrize("arch", list(TARGETS), ids=[t.name for t in TARGETS.values()])
+def test_nvrtc_compiles_every_kernel_of_csrc_for_each_gpu_target(real_nvrtc: str, arch: int) -> None:
+    from cupy_backends.cuda.libs import nvrtc as library
+
+    target = TARGETS[arch]
+    assert nvrtc.target_arch(target.capability, library.getSupportedArchs()) == target.name
+    cubin = nvrtc.compile_cubin(assemble("spectral_fusion.cu"), target.name)
     assert cubin[:4] == b"\x7fELF"
     assert struct.unpack_from("<H", cubin, 18)[0] == EM_CUDA
     missing = [name for name in KERNEL_SIGNATURES if name.encode() + b"\0" not in cubin]

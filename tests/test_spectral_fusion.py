@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tedrec_fast import spectral_fusion
 from tedrec_fast.kernels import spectral_fusion as kernels
+from tedrec_fast.kernels.targets import TARGETS
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference, spectral_fusion_reference
 from tests.spectral_fusion_cases import (
@@ -160,6 +161,13 @@ def test_kernel_configs_cover_every_length() -> None:
 
     assert (kernels.MAX_N, kernels.MAX_D) == (op.MAX_N, op.MAX_D)  # the dispatcher's limits are the kernels'
     for n in range(1, kernels.MAX_N + 1):
-        cfg = kernels.kernel_config(n)
-        assert cfg in kernels.all_kernel_configs()
+        cfg = kernels.kernel_config(n, None)  # the interpreter's: every length
+        assert cfg in kernels.all_kernel_configs(None)
         assert cfg.BLOCK_N >= n and min(cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_D, cfg.BLOCK_D_BWD) >= 16
+        for arch in TARGETS:  # each target's: the lengths its shared memory allows
+            if kernels.config_why_not(n, arch) is None:
+                cfg = kernels.kernel_config(n, arch)
+                assert cfg in kernels.all_kernel_configs(arch) and cfg.BLOCK_N >= n
+            else:
+                with pytest.raises(ValueError, match=f"sm_{arch}"):
+                    kernels.kernel_config(n, arch)

@@ -136,6 +136,17 @@ def test_auto_uses_the_reference_on_cpu() -> None:
     assert torch.equal(spectral_fusion(*args), spectral_fusion_reference(*args))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_torch_backend_returns_contiguous_v_for_non_contiguous_inputs(dtype: torch.dtype) -> None:
+    plain = random_inputs(2, 7, 5, dtype)
+    # E and T as (B, d, n) tensors transposed: strides (n*d, 1, n)
+    item, text = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in plain[:2])
+    assert not item.is_contiguous()
+    out = spectral_fusion(item, text, *plain[2:], backend="torch")
+    assert out.is_contiguous() and out.shape == item.shape
+    torch.testing.assert_close(out, spectral_fusion_reference(*plain))
+
+
 def test_backends_lists_every_backend_with_a_reason() -> None:
     table = tedrec_fast.backends()["spectral_fusion"]
     assert [b["name"] for b in table] == ["triton", "cuda", "torch"]

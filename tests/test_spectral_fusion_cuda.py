@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tedrec_fast import spectral_fusion
 from tedrec_fast.cuda.loaders import LOADERS, Loader, loaders_report, require_loader
+from tedrec_fast.kernels.targets import TARGETS
 from tedrec_fast.ops.spectral_fusion import cuda as host
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.op import MAX_D, MAX_N
@@ -54,18 +55,18 @@ def loader(request: pytest.FixtureRequest) -> Loader:
 
 
 
-def _check(loader: Loader, B: int, n: int, d: int, dtype: torch.dtype, seed: int = 0) -> None:
+def _check(loader: Loader, B: int, n: int, d: int, dtype: torch.dtype, seed: int = 0, dc: int | None = None) -> None:
     inputs = random_inputs(B, n, d, dtype, DEVICE, seed=seed)
     grad = torch.randn(B, n, d, dtype=torch.float64).to(dtype=dtype, device=DEVICE)
     expected, expected_grads = reference_with_grads(inputs, grad)
 
     out = torch.full((B, n, d), float("nan"), dtype=dtype, device=DEVICE)  # poisoned
-    assert host.spectral_fusion_forward_cuda(loader, *inputs, out=out) is out
+    assert host.spectral_fusion_forward_cuda(loader, *inputs, out=out, dc=dc) is out
     assert_close_scaled(out, expected, FORWARD[dtype], "V")
 
     d_item = torch.full((B, n, d), float("nan"), dtype=dtype, device=DEVICE)
     d_text = torch.full((B, n, d), float("nan"), dtype=dtype, device=DEVICE)
-    grads = host.spectral_fusion_backward_cuda(loader, grad, *inputs, d_item=d_item, d_text=d_text)
+    grads = host.spectral_fusion_backward_cuda(loader, grad, *inputs, d_item=d_item, d_text=d_text, dc=dc)
     assert grads[0] is d_item and grads[1] is d_text
     for name, got, want, x in zip(GRAD_NAMES, grads, expected_grads, inputs):
         assert got.shape == x.shape and got.dtype == x.dtype, name
@@ -89,6 +90,12 @@ def test_half_precision(loader: Loader, n: int, d: int, dtype: torch.dtype) -> N
 @pytest.mark.parametrize(("B", "n", "d"), [(2, 129, 3), (1, 257, 9), (1, MAX_N, 2), (1, 4, MAX_D)])
 def test_every_chunk_width_and_the_size_limits(loader: Loader, B: int, n: int, d: int) -> None:
     _check(loader, B, n, d, torch.float32)
+
+
+@pytest.mark.parametrize(("B", "n", "d"), [(2, 13, 9), (1, 300, 5)])
+def test_four_channel_chunks(loader: Loader, B: int, n: int, d: int) -> None:
+    """dc = 4: what the 99-KiB targets (sm_86, sm_89, sm_120) launch for 478 <= n <= 512."""
+    _check(loader, B, n, d, torch.float32, dc=4)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -190,12 +197,18 @@ def test_auto_never_picks_the_emulator() -> None:
 # --------------------------------------------------------------------------------------------
 # Launch geometry (the host-side launch description)
 # --------------------------------------------------------------------------------------------
-def test_launch_geometry_fits_every_length() -> None:
+@pytest.mark.parametrize("arch", list(TARGETS), ids=[t.name for t in TARGETS.values()])
+def test_launch_geometry_fits_every_length_on_every_target(arch: int) -> None:
+    """The dynamic shared memory of every kernel at every n <= MAX_N within the target's limit per block (the
+    kernels declare no static shared memory: tests/test_cuda_compile.py checks ``ptxas -v``)."""
+    limit = TARGETS[arch].shared_per_block
     for n in range(1, MAX_N + 1):
-        dc = host.chunk_width(n)
-        assert 32 % dc == 0 and host.THREADS % dc == 0
+        dc = host.chunk_width(n, arch)
+        assert dc in host.VALID_CHUNK_WIDTHS and 32 % dc == 0 and host.THREADS % dc == 0
         for smem in (host.forward_smem(n, dc), host.stats_smem(n, dc), host.main_smem(n, dc)):
-            assert smem <= 110 * 1024, (n, smem)  # two blocks per H100 SM (228 KB)
+            assert smem <= limit, (arch, n, dc, smem)
+        if arch in (90, 100):
+            assert host.largest_smem(n, dc) <= 110 * 1024, (n, dc)  # two blocks per SM (228 KB)
 
 
 @pytest.mark.parametrize(("B", "chunks", "target"), [(1, 1, 4), (7, 1, 4), (2048, 10, 528), (5, 64, 528),

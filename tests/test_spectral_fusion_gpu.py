@@ -59,9 +59,30 @@ def test_tedrec_shape_tf32() -> None:
         torch.set_float32_matmul_precision(previous)
 
 
-@pytest.mark.parametrize(("n", "d"), [(200, 512), (512, 64), (3, 2048)])
+@pytest.mark.parametrize(("n", "d"), [(128, 512), (200, 512), (512, 64), (3, 2048)])
 def test_other_shapes(n: int, d: int, backend: str) -> None:
+    """Lengths beyond what the Triton configurations of this GPU's target run are refused with the reason."""
+    from tedrec_fast.kernels.spectral_fusion import config_why_not
+    from tedrec_fast.kernels.targets import launch_arch
+
+    reason = config_why_not(n, launch_arch(torch.device("cuda"))) if backend == "triton" else None
+    if reason is not None:
+        with pytest.raises(ValueError, match="shared memory per block"):
+            spectral_fusion(*random_inputs(2, n, d, torch.float32, "cuda"), backend=backend)
+        assert spectral_fusion(*random_inputs(2, n, d, torch.float32, "cuda")).shape == (2, n, d)  # auto: another
+        return
     _compare(64, n, d, torch.float32, FORWARD[torch.float32], BACKWARD[torch.float32], backend)
+
+
+def test_device_is_a_table_target_with_at_least_its_shared_memory() -> None:
+    """The table's limits are what the dispatcher relies on: the device must offer at least as much."""
+    from tedrec_fast.kernels.targets import device_target
+
+    device = torch.device("cuda")
+    found = device_target(device)
+    assert found is not None, f"compute capability {torch.cuda.get_device_capability(device)} is not in the table"
+    properties = torch.cuda.get_device_properties(device)
+    assert properties.shared_memory_per_block_optin >= found.shared_per_block
 
 
 def test_large_batch(backend: str) -> None:

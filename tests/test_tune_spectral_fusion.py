@@ -22,6 +22,7 @@ from functools import partial
 
 import pytest
 import torch
+import triton
 
 import bench.tune_spectral_fusion as tune
 from tedrec_fast.cuda import nvrtc
@@ -156,7 +157,7 @@ class _NoLaunch(Loader):
 
 
 @pytest.mark.parametrize(("n", "dc", "message"), [
-    (50, 4, r"dc must be one of \(8, 16, 32\), got 4"),
+    (50, 2, r"dc must be one of \(4, 8, 16, 32\), got 2"),
     (50, 12, "dc must be one of"),
     (50, 64, "dc must be one of"),
     (512, 32, "dc = 32 needs 403456 bytes of shared memory at n = 512"),
@@ -250,15 +251,21 @@ def test_rel_err_and_tolerance() -> None:
 
 
 def test_swept_eight_warp_kernels_compile_for_sm90() -> None:
-    """The 8-warp Triton variants at TedRec's shape (incl. the spill-free BLOCK_D 64 candidate and BLOCK_K 32),
-    compiled for sm_90 without a GPU: a GPU-only compile error in them fails here. (All 22 take minutes.)"""
+    """The 8-warp Triton variants at TedRec's shape (incl. BLOCK_D 64 and BLOCK_K 32), compiled for sm_90
+    without a GPU: a GPU-only compile error in them fails here. (All 22 take minutes.) Their spills are
+    reported, not asserted: they depend on the Triton version's register allocation (the BLOCK_D 64 variant
+    spills nothing under Triton 3.6.0, 8 bytes under 3.8.0); tests/test_aot_compile.py asserts on the
+    configurations the dispatcher launches."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     result = subprocess.run([sys.executable, "-m", "bench.tune_spectral_fusion", "--aot", "--modes", "float32-highest",
                              "--only", "w8"], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 8 and all(r["registers"] > 0 for r in records)
-    assert any("64x16x64 w8" in r["kernel"] and r["spill_store_bytes"] == 0 for r in records)
+    assert any("64x16x64 w8" in r["kernel"] for r in records)
+    for r in records:
+        print(f"Triton {triton.__version__} sm_90 {r['kernel']}: {r['registers']} registers, "
+              f"{r['spill_store_bytes']} B spill stores")
 
 
 def test_aot_compiles_each_swept_kernel_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,7 +323,7 @@ def test_failing_variant_is_recorded_not_raised(cpu_only: None) -> None:
     problem = tune.make_problem(shape, "float32", DEVICE)
     want = tune.reference_outputs(problem)
     for variant in (tune.Variant("triton", "fwd", "float32", "highest", (("BLOCK_D", 24),)),
-                    tune.Variant("cuda", "bwd", "float32", None, (("rows", 4), ("dc", 4)))):
+                    tune.Variant("cuda", "bwd", "float32", None, (("rows", 4), ("dc", 2)))):
         record = tune.measure_variant(variant, shape, problem, want[variant.direction], _fake_timer)
         assert record["error"].startswith("ValueError") and not record["ok"] and record["ms"] is None
 

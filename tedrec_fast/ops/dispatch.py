@@ -8,12 +8,13 @@ automatic selection; an explicitly named backend that cannot run the call raises
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from tedrec_fast.cuda.loaders import loader_for
+from tedrec_fast.kernels.targets import TARGETS, device_target, unsupported_capability
 
 __all__ = [
     "Backend",
@@ -24,7 +25,13 @@ __all__ = [
     "Problem",
     "choose_backend",
     "triton_unavailable_reason",
+    "target_why_not",
 ]
+
+#: ``(problem, arch) -> reason or None``: why no launch configuration of a backend fits ``problem`` on
+#: ``sm_<arch>``; and ``arch -> text``: what a backend runs on ``sm_<arch>`` (e.g. ``"n <= 128"``)
+Fits = Callable[["Problem", int], "str | None"]
+Coverage = Callable[[int], str]
 
 
 @dataclass(frozen=True)
@@ -80,12 +87,41 @@ class TorchBackend(Backend):
     name = "torch"
 
 
-class KernelBackend(Backend):
-    """Fused kernels with a set of supported dtypes and size ``limits`` (problem size name -> largest value)."""
+def target_why_not(problem: Problem, fits: Fits | None) -> str | None:
+    """On a CUDA device: why the kernels cannot run ``problem`` on its GPU target (not in the table of
+    :mod:`tedrec_fast.kernels.targets`, or no launch configuration ``fits`` there), else ``None``."""
+    if problem.device.type != "cuda":
+        return None
+    found = device_target(problem.device)
+    if found is None:
+        names = ", ".join(t.name for t in TARGETS.values())
+        return (f"compute capability {unsupported_capability(problem.device)} is not a supported GPU target "
+                f"({names})")
+    return None if fits is None else fits(problem, found.arch)
 
-    def __init__(self, dtypes: tuple[torch.dtype, ...], limits: dict[str, int]) -> None:
+
+class KernelBackend(Backend):
+    """Fused kernels with a set of supported dtypes and size ``limits`` (problem size name -> largest value);
+    ``fits`` checks a problem against the launch configurations of the device's GPU target, and
+    ``coverage`` says per target what they run (for :func:`tedrec_fast.backends`)."""
+
+    def __init__(self, dtypes: tuple[torch.dtype, ...], limits: dict[str, int], fits: Fits | None = None,
+                 coverage: Coverage | None = None) -> None:
         self.dtypes = dtypes
         self.limits = limits
+        self.fits = fits
+        self.coverage = coverage
+
+    def coverage_detail(self) -> str | None:
+        """What the kernels run on this machine's GPU target, or on each target when there is no GPU."""
+        if self.coverage is None:
+            return None
+        if torch.cuda.is_available():
+            found = device_target(torch.device("cuda"))
+            if found is None:
+                return None
+            return f"on {found.name} (this GPU): {self.coverage(found.arch)}"
+        return "per GPU target: " + "; ".join(f"{t.name} {self.coverage(t.arch)}" for t in TARGETS.values())
 
     def dtype_and_size_why_not(self, problem: Problem) -> str | None:
         """Why ``problem``'s dtype or sizes are outside this backend's support, or ``None``."""
@@ -114,12 +150,16 @@ class TritonBackend(KernelBackend):
             return f"device {problem.device.type} is not supported (CUDA, or CPU under the interpreter)"
         if problem.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
             return "CPU tensors need TRITON_INTERPRET=1 (the Triton interpreter)"
-        return self.dtype_and_size_why_not(problem)
+        return self.dtype_and_size_why_not(problem) or target_why_not(problem, self.fits)
 
     def auto_why_not(self, problem: Problem) -> str | None:
         if problem.device.type != "cuda":
             return "auto does not pick the Triton interpreter for CPU tensors (it is for tests)"
         return self.why_not(problem)
+
+    def detail(self) -> str | None:
+        """What the launch configurations cover on this GPU's target (or per target without a GPU)."""
+        return self.coverage_detail()
 
 
 class CudaBackend(KernelBackend):
@@ -141,7 +181,7 @@ class CudaBackend(KernelBackend):
         loader = loader_for(problem.device)
         if isinstance(loader, str):
             return loader
-        return self.dtype_and_size_why_not(problem)
+        return self.dtype_and_size_why_not(problem) or target_why_not(problem, self.fits)
 
     def auto_why_not(self, problem: Problem) -> str | None:
         if problem.device.type != "cuda":
@@ -149,9 +189,10 @@ class CudaBackend(KernelBackend):
         return self.why_not(problem)
 
     def detail(self) -> str | None:
-        """Which loader runs CUDA tensors here."""
+        """Which loader runs CUDA tensors here, and what the launch configurations cover."""
         loader = loader_for(torch.device("cuda"))
-        return None if isinstance(loader, str) else f"loader: {loader.name}"
+        parts = [None if isinstance(loader, str) else f"loader: {loader.name}", self.coverage_detail()]
+        return "; ".join(p for p in parts if p) or None
 
 
 def choose_backend(backends: Sequence[Backend], requested: str, problem: Problem, *, op: str) -> Backend:

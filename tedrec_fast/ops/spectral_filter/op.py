@@ -16,8 +16,26 @@ from tedrec_fast.ops.spectral_fusion.op import KERNEL_DTYPES, MAX_D, MAX_N
 
 __all__ = ["spectral_filter", "BACKENDS"]
 
+
+def _triton_fits(problem: Problem, arch: int) -> str | None:
+    """Why no Triton launch configuration runs ``problem`` on ``sm_<arch>`` (kernels/spectral_filter.py)."""
+    from tedrec_fast.kernels.spectral_filter import CONFIGS
+    from tedrec_fast.kernels.spectral_fusion import dtype_group, padded_length
+
+    return CONFIGS.why_not(arch, (dtype_group(problem.dtype), padded_length(problem.size("n"))))
+
+
+def _triton_coverage(arch: int) -> str:
+    from tedrec_fast.kernels.spectral_fusion import longest
+
+    return f"n <= {longest(arch)} (float64: n <= {longest(arch, torch.float64)})"
+
+
 #: priority order for ``backend="auto"``
-BACKENDS: tuple[Backend, ...] = (TritonBackend(KERNEL_DTYPES, {"n": MAX_N, "d": MAX_D}), TorchBackend())
+BACKENDS: tuple[Backend, ...] = (
+    TritonBackend(KERNEL_DTYPES, {"n": MAX_N, "d": MAX_D}, _triton_fits, _triton_coverage),
+    TorchBackend(),
+)
 
 
 @torch.library.custom_op("tedrec_fast::spectral_filter", mutates_args=())

@@ -3,8 +3,9 @@
 The kernels are in ``csrc/spectral_fusion.cu`` (read its header comment first); this file says how
 they are launched, for every loader (:mod:`tedrec_fast.cuda.loaders`):
 
-* ``chunk_width(n)`` channels per chunk, so that the shared-memory buffers (a few ``n x dc`` fp32
-  tiles) stay under ~100 KB at every ``n <= 512`` (two blocks per H100 SM);
+* ``chunk_width(n, arch)`` channels per chunk, so that the shared-memory buffers (a few ``n x dc`` fp32
+  tiles) fit the GPU target's shared memory per block (:mod:`tedrec_fast.kernels.targets`) at every
+  ``n <= 512``;
 * forward: ``filter_taps`` (h = irfft(W, n), fp32), then ``fusion_forward`` with one block per sequence;
 * backward: ``filter_taps``; ``backward_stats`` (one block per sequence: the gates and the two
   per-position coefficients); ``backward_main`` on a ``(chunks, groups)`` grid, each block walking
@@ -22,13 +23,16 @@ import torch
 
 from tedrec_fast.cuda.abi import STORAGE_SUFFIX
 from tedrec_fast.cuda.loaders import Loader
+from tedrec_fast.kernels.targets import INTERPRETER_ARCH, TARGETS, launch_arch, target
 
 __all__ = [
     "THREADS",
     "CUDA_DTYPES",
     "CHUNK_WIDTHS",
+    "VALID_CHUNK_WIDTHS",
     "SMEM_LIMIT",
     "chunk_width",
+    "chunk_width_why_not",
     "largest_smem",
     "check_chunk_width",
     "forward_smem",
@@ -40,17 +44,36 @@ __all__ = [
 ]
 
 THREADS = 256  # TEDREC_THREADS in csrc/spectral_fusion.cu
-SMEM_LIMIT = 227 * 1024  # H100 / A100 opt-in dynamic shared memory per block
+SMEM_LIMIT = TARGETS[90].shared_per_block  # H100 opt-in dynamic shared memory per block (the largest target's)
 CUDA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: channels per chunk a launch may use: the kernels take any power of two <= 32 (a chunk's lanes are
-#: an aligned group of a warp), narrower chunks only add passes over the sequence
+#: an aligned group of a warp), narrower chunks only add passes over the sequence; 4 only where the
+#: target's shared memory needs it (n > 477 on the 99-KiB targets), so tuning sweeps leave it out
 CHUNK_WIDTHS = (8, 16, 32)
+VALID_CHUNK_WIDTHS = (4, *CHUNK_WIDTHS)
 _F32 = 4
 
 
-def chunk_width(n: int) -> int:
-    """Channels per chunk for sequence length ``n``: 32, 16 or 8 (a divisor of the 32 lanes of a warp)."""
-    return 32 if n <= 128 else 16 if n <= 256 else 8
+def chunk_width(n: int, arch: int = 90) -> int:
+    """Channels per chunk for sequence length ``n`` on ``sm_<arch>``: 32 up to n = 128, 16 up to 256, 8 above,
+    narrowed (to 4 at the least) until every kernel's shared memory fits the target's limit per block.
+    ``ValueError`` when even the narrowest does not fit (:func:`chunk_width_why_not`)."""
+    reason = chunk_width_why_not(n, arch)
+    if reason is not None:
+        raise ValueError(f"spectral_fusion (cuda): {reason}")
+    widest = 32 if n <= 128 else 16 if n <= 256 else 8
+    limit = target(arch).shared_per_block
+    return max(dc for dc in VALID_CHUNK_WIDTHS if dc <= widest and largest_smem(n, dc) <= limit)
+
+
+def chunk_width_why_not(n: int, arch: int) -> str | None:
+    """Why no chunk width runs length ``n`` within ``sm_<arch>``'s shared memory per block, else ``None``."""
+    limit = target(arch).shared_per_block
+    need = largest_smem(n, VALID_CHUNK_WIDTHS[0])
+    if need <= limit:
+        return None
+    return (f"n={n} needs {need} bytes of shared memory per block even at dc = {VALID_CHUNK_WIDTHS[0]}, more than "
+            f"the {limit} of sm_{arch}")
 
 
 def forward_smem(n: int, dc: int) -> int:
@@ -73,21 +96,24 @@ def largest_smem(n: int, dc: int) -> int:
     return max(forward_smem(n, dc), stats_smem(n, dc), main_smem(n, dc))
 
 
-def check_chunk_width(n: int, dc: int) -> None:
-    """``ValueError`` naming ``dc`` unless it is one of :data:`CHUNK_WIDTHS` and every kernel's shared
-    memory fits :data:`SMEM_LIMIT` at length ``n``."""
-    if dc not in CHUNK_WIDTHS:
-        raise ValueError(f"spectral_fusion (cuda): dc must be one of {CHUNK_WIDTHS}, got {dc!r}")
-    if largest_smem(n, dc) > SMEM_LIMIT:
+def check_chunk_width(n: int, dc: int, arch: int = 90) -> None:
+    """``ValueError`` naming ``dc`` unless it is one of :data:`VALID_CHUNK_WIDTHS` and every kernel's shared
+    memory fits ``sm_<arch>``'s limit per block at length ``n``."""
+    if dc not in VALID_CHUNK_WIDTHS:
+        raise ValueError(f"spectral_fusion (cuda): dc must be one of {VALID_CHUNK_WIDTHS}, got {dc!r}")
+    limit = target(arch).shared_per_block
+    if largest_smem(n, dc) > limit:
         raise ValueError(f"spectral_fusion (cuda): dc = {dc} needs {largest_smem(n, dc)} bytes of shared memory at "
-                         f"n = {n}, more than the {SMEM_LIMIT} a block may have")
+                         f"n = {n}, more than the {limit} a block may have on sm_{arch}")
 
 
-def _chunk_width(n: int, dc: int | None) -> int:
-    """``dc`` checked for length ``n``, or the default :func:`chunk_width` of ``n``."""
+def _chunk_width(n: int, dc: int | None, device: torch.device) -> int:
+    """``dc`` checked for length ``n``, or the default :func:`chunk_width` of ``n``, on ``device``'s target
+    (sm_90's limits for the CPU emulator)."""
+    arch = launch_arch(device) or INTERPRETER_ARCH
     if dc is None:
-        return chunk_width(n)
-    check_chunk_width(n, dc)
+        return chunk_width(n, arch)
+    check_chunk_width(n, dc, arch)
     return dc
 
 
@@ -158,7 +184,7 @@ def spectral_fusion_forward_cuda(
     """
     B, n, d = item_emb.shape
     device, dtype = item_emb.device, item_emb.dtype
-    dc = _chunk_width(n, dc)
+    dc = _chunk_width(n, dc, item_emb.device)
     if out is None:
         out = torch.empty((B, n, d), dtype=dtype, device=device)
     if B == 0:
@@ -193,7 +219,7 @@ def spectral_fusion_backward_cuda(
     fp32 in a fixed order. ``dc`` as for :func:`spectral_fusion_forward_cuda`."""
     B, n, d = item_emb.shape
     device, dtype = item_emb.device, item_emb.dtype
-    dc = _chunk_width(n, dc)
+    dc = _chunk_width(n, dc, item_emb.device)
     K = n // 2 + 1
     if d_item is None:
         d_item = torch.empty((B, n, d), dtype=dtype, device=device)

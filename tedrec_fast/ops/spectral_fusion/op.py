@@ -27,6 +27,7 @@ from tedrec_fast.ops.checks import autocast_inputs, check_float_tensors, check_s
 from tedrec_fast.ops.dispatch import Backend, CudaBackend, Problem, TorchBackend, TritonBackend, choose_backend
 from tedrec_fast.ops.spectral_fusion.cuda import (
     CUDA_DTYPES,
+    chunk_width_why_not,
     spectral_fusion_backward_cuda,
     spectral_fusion_forward_cuda,
 )
@@ -71,11 +72,33 @@ def check_spectral_fusion_args(*tensors: object) -> None:
 # --------------------------------------------------------------------------------------------
 # Backends
 # --------------------------------------------------------------------------------------------
+def _triton_fits(problem: Problem, arch: int) -> str | None:
+    """Why no Triton launch configuration runs ``problem`` on ``sm_<arch>`` (kernels/spectral_fusion.py)."""
+    from tedrec_fast.kernels.spectral_fusion import config_why_not
+
+    return config_why_not(problem.size("n"), arch, problem.dtype)
+
+
+def _triton_coverage(arch: int) -> str:
+    from tedrec_fast.kernels.spectral_fusion import longest
+
+    return f"n <= {longest(arch)} (float64: n <= {longest(arch, torch.float64)})"
+
+
+def _cuda_fits(problem: Problem, arch: int) -> str | None:
+    return chunk_width_why_not(problem.size("n"), arch)
+
+
+def _cuda_coverage(arch: int) -> str:
+    return f"n <= {max(n for n in range(1, MAX_N + 1) if chunk_width_why_not(n, arch) is None)}"
+
+
 #: priority order for ``backend="auto"``: Triton wherever it runs (the CUDA C++ backend is picked by
-#: auto only where Triton cannot run; see bench/NOTES.md for the measurements this rule waits on)
+#: auto only where Triton cannot run, e.g. sequences longer than the Triton configurations of the GPU's
+#: target cover; see bench/NOTES.md for the measurements this rule waits on)
 BACKENDS: tuple[Backend, ...] = (
-    TritonBackend(KERNEL_DTYPES, {"n": MAX_N, "d": MAX_D}),
-    CudaBackend(CUDA_DTYPES, {"n": MAX_N, "d": MAX_D}),
+    TritonBackend(KERNEL_DTYPES, {"n": MAX_N, "d": MAX_D}, _triton_fits, _triton_coverage),
+    CudaBackend(CUDA_DTYPES, {"n": MAX_N, "d": MAX_D}, _cuda_fits, _cuda_coverage),
     TorchBackend(),
 )
 
@@ -208,6 +231,6 @@ def spectral_fusion(
     problem = Problem(tensors[0].device, tensors[0].dtype, (("B", B), ("n", n), ("d", d)))
     chosen = choose_backend(BACKENDS, backend, problem, op="spectral_fusion")
     if chosen.name == "torch":
-        return spectral_fusion_reference(*tensors)
+        return spectral_fusion_reference(*tensors).contiguous()  # V is contiguous whatever the inputs' strides
     with torch.autocast(tensors[0].device.type, enabled=False):
         return _spectral_fusion_op(*tensors, chosen.name)

@@ -50,6 +50,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
+    config.addinivalue_line("markers", "slow: exhaustive sweeps and long emulator runs; run with `pytest -m slow`")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
-from tedrec_fast.cuda.sources import cache_dir
+from tedrec_fast.paths import cache_dir
 from tests.test_cuda_compile import STB_GLOBAL, elf_function_symbols, elf_section_data, find_nvcc
 
 ENABLE_ENV = "TEDREC_FAST_TEST_EXTENSION_BUILD"

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
-from tedrec_fast.cuda.sources import assemble, cache_dir, cache_key
+from tedrec_fast.cuda.sources import assemble, cache_key
 from tedrec_fast.data.storage import atomic_write_bytes
+from tedrec_fast.paths import cache_dir
 
 __all__ = [
     "NvrtcModule",

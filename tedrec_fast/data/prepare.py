@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tedrec_fast.data.download import cache_dir
 from tedrec_fast.data.sequences import build_sequences, write_prepared
 from tedrec_fast.data.sources import SOURCES
 from tedrec_fast.data.storage import (
@@ -16,6 +15,7 @@ from tedrec_fast.data.storage import (
     sha256_file,
     write_manifest,
 )
+from tedrec_fast.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def prepare_dataset(source: str, out_dir: str | Path, raw: str | Path | None = N
     """Prepare ``source`` into ``out_dir/source`` and return that directory.
 
     ``raw`` is the source's raw file or directory; when ``None`` it is downloaded into the cache (see
-    :func:`tedrec_fast.data.download.cache_dir`). The directory holds ``{source}.inter``, ``{source}.text`` and
+    :func:`tedrec_fast.paths.cache_dir`). The directory holds ``{source}.inter``, ``{source}.text`` and
     the pre-split ``{source}.train/valid/test.inter`` files plus ``manifest.json`` recording the content hash (of
     the raw bytes, the parameters and :data:`PREPARATION_VERSION`), the raw files' sha256 and the counts. When the
     manifest's hash matches, nothing is redone. The directory is replaced in one rename, never half-written.

@@ -125,3 +125,11 @@ def test_the_package_imports_nothing_from_bench_or_tests():
                  if any(line.lstrip().startswith(("from bench", "import bench", "from tests", "import tests"))
                         for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+def test_the_benchmarks_import_nothing_from_tests():
+    bench = Path(cli.__file__).resolve().parents[1] / "bench"
+    offenders = [str(p) for p in bench.rglob("*.py")
+                 if any(line.lstrip().startswith(("from tests", "import tests"))
+                        for line in p.read_text().splitlines())]
+    assert offenders == []

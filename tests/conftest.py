@@ -3,16 +3,34 @@
 ``TRITON_INTERPRET`` must be set before any kernel module is imported (``triton.jit`` reads it when a
 kernel is defined), so it is set here, in the first file pytest loads. With a GPU the same kernel tests
 run on the device. Likewise the CUDA C++ kernels run on the CPU emulator without a GPU.
+
+The tests write nothing into the user's caches: Triton's cache (``TRITON_CACHE_DIR``) and the package's
+(``TEDREC_FAST_CACHE_DIR``: downloads, compiled emulator and NVRTC modules) go under one directory in the
+temp dir, kept between runs so compiled kernels are reused (``TEDREC_FAST_TEST_CACHE_DIR`` moves it).
+``pytest -m slow`` runs the exhaustive sweeps and long emulator runs that the default run leaves out.
 """
 
+import getpass
 import importlib.metadata
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+from tedrec_fast.paths import CACHE_ENV, cache_dir
+
+#: the user's own cache, before the tests move it (for a test asked to fill it, e.g. the extension build);
+#: passed to xdist's workers in the environment, since theirs already names the tests' cache
+USER_CACHE_DIR = Path(os.environ.setdefault("TEDREC_FAST_TEST_USER_CACHE_DIR", str(cache_dir())))
+#: where the tests' caches go (set before xdist starts its workers, which inherit it)
+TEST_CACHE_DIR = Path(os.environ.get("TEDREC_FAST_TEST_CACHE_DIR")
+                      or Path(tempfile.gettempdir()) / f"tedrec_fast-tests-{getpass.getuser()}")
+os.environ[CACHE_ENV] = str(TEST_CACHE_DIR / "tedrec_fast")
+os.environ["TRITON_CACHE_DIR"] = str(TEST_CACHE_DIR / "triton")
 
 
 def _load_installed_kernels_package() -> None:

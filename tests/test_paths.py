@@ -61,3 +61,13 @@ def test_every_user_of_the_cache_resolves_it_here(no_env, tmp_path):
     no_env.setenv(CACHE_ENV, str(tmp_path))
     assert Path(RunConfig().data_dir) == tmp_path
     assert prepare.cache_dir is cache_dir and emulator.cache_dir is cache_dir and nvrtc.cache_dir is cache_dir
+
+
+def test_the_tests_keep_out_of_the_users_caches():
+    """conftest.py points Triton's cache and the package's at the tests' own directory (in the temp dir)."""
+    import os
+
+    from tests.conftest import TEST_CACHE_DIR
+
+    assert os.environ["TRITON_CACHE_DIR"] == str(TEST_CACHE_DIR / "triton")
+    assert cache_dir() == (TEST_CACHE_DIR / "tedrec_fast").absolute()

@@ -2,7 +2,7 @@
 
 A YAML config is a flat mapping whose keys are field names of :class:`RunConfig` or :class:`TrainConfig`
 (the latter are routed to ``RunConfig.train``); unknown keys raise ``ValueError``. The packaged defaults
-(``tedrec_fast/configs/default.yaml``) are the paper's training protocol (DESIGN.md section 1).
+(``tedrec_fast/configs/default.yaml``) are the paper's training protocol (docs/DESIGN.md section 1).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _check_type(owner: str, name: str, value: object, types: tuple[type, ...]) -
 
 @dataclass
 class TrainConfig:
-    """How to train (defaults: the paper's protocol, DESIGN.md section 1).
+    """How to train (defaults: the paper's protocol, docs/DESIGN.md section 1).
 
     Attributes:
         epochs: maximum number of epochs.

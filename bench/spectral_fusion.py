@@ -3,7 +3,7 @@
 Each case times one backend against the eager ``torch.fft`` reference for one direction
 (``"fwd"`` or ``"fwd+bwd"``), dtype and shape. The memory floor counts the bytes a fused kernel must
 move: ``T``, ``E`` read and ``V`` written forward; ``G``, ``T``, ``E`` read and ``dT``, ``dE`` written
-backward (DESIGN.md section 3).
+backward (docs/DESIGN.md section 3).
 """
 
 from __future__ import annotations

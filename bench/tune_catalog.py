@@ -57,7 +57,7 @@ from tedrec_fast import full_catalog_cross_entropy
 from tedrec_fast.kernels import full_catalog_ce as kernels
 from tedrec_fast.kernels.full_catalog_ce import KernelConfig, kernel_config
 from tedrec_fast.ops.full_catalog_ce.op import _row_scales
-from tests.tolerances import FULL_CATALOG_CE_BACKWARD, FULL_CATALOG_CE_FORWARD
+from tedrec_fast.testing import FULL_CATALOG_CE_BACKWARD, FULL_CATALOG_CE_FORWARD
 
 __all__ = ["SIZES", "DTYPES", "Factor", "factors", "variants", "variant_id", "best", "error_ratio", "Inputs",
            "make_inputs", "forward", "forward_backward", "reference", "measure_variant", "precompile",

@@ -72,7 +72,7 @@ from tedrec_fast.ops.spectral_fusion.cuda import (
 )
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
-from tests.tolerances import BACKWARD, FORWARD, TF32
+from tedrec_fast.testing import BACKWARD, FORWARD, TF32
 
 __all__ = ["Shape", "SHAPES", "MODES", "Variant", "variants", "mode_name", "triton_config", "best", "rel_err",
            "tolerance", "Problem", "make_problem", "reference_outputs", "launcher", "measure_variant",

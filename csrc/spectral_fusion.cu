@@ -1,4 +1,4 @@
-// The spectral-fusion op (DESIGN.md section 2) as direct circular convolutions on CUDA cores.
+// The spectral-fusion op (docs/DESIGN.md section 2) as direct circular convolutions on CUDA cores.
 //
 // A second idea beside the Triton kernels (real DFTs as tensor-core products): the time form
 //

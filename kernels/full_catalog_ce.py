@@ -1,6 +1,6 @@
 """Full-catalog cross-entropy in Triton: item-split online log-sum-exp forward, one recomputing backward.
 
-The op (DESIGN.md sections 1 and 3) for queries ``q_i`` (``B x d``) and an item table ``c_j``
+The op (docs/DESIGN.md sections 1 and 3) for queries ``q_i`` (``B x d``) and an item table ``c_j``
 (``|V| x d``)::
 
     s_ij = qs_i * cs_j * <q_i, c_j>            loss_i = logsumexp_j(s_ij) - s_{i, t_i}

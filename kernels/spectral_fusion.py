@@ -1,6 +1,6 @@
 """Fused spectral fusion in Triton: one kernel forward, one kernel backward.
 
-The op (DESIGN.md section 2) for one sequence of ``n`` positions and ``d`` channels::
+The op (docs/DESIGN.md section 2) for one sequence of ``n`` positions and ``d`` channels::
 
     F  = irfft(rfft(T) * rfft(E))      E2 = irfft(rfft(E) * W)          ("ortho" norm)
     V  = 2 * (E2 * sigmoid(E2 @ g_i + b_i) + F * sigmoid(F @ g_f + b_f))

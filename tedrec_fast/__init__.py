@@ -4,13 +4,31 @@ Public API::
 
     from tedrec_fast import FusedSpectralFusion, SpectralFilter, spectral_fusion, spectral_filter
     from tedrec_fast import full_catalog_cross_entropy, backends
+
+The names are imported on first use, so ``import tedrec_fast.cli`` (``tedrec-fast --help``) loads no torch.
 """
 
-from tedrec_fast.backends import backends
-from tedrec_fast.nn import FusedSpectralFusion, SpectralFilter
-from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
-from tedrec_fast.ops.spectral_filter import spectral_filter
-from tedrec_fast.ops.spectral_fusion import spectral_fusion
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tedrec_fast.availability import backends
+    from tedrec_fast.nn import FusedSpectralFusion, SpectralFilter
+    from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
+    from tedrec_fast.ops.spectral_filter import spectral_filter
+    from tedrec_fast.ops.spectral_fusion import spectral_fusion
+
+#: public name -> the module it comes from
+_EXPORTS = {
+    "FusedSpectralFusion": "tedrec_fast.nn",
+    "SpectralFilter": "tedrec_fast.nn",
+    "spectral_fusion": "tedrec_fast.ops.spectral_fusion",
+    "spectral_filter": "tedrec_fast.ops.spectral_filter",
+    "full_catalog_cross_entropy": "tedrec_fast.ops.full_catalog_ce",
+    "backends": "tedrec_fast.availability",
+}
 
 __all__ = [
     "FusedSpectralFusion",
@@ -21,3 +39,15 @@ __all__ = [
     "backends",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tedrec_fast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -11,18 +11,40 @@
 
 Settings are resolved as packaged defaults < ``--config`` YAML < flags. On a CPU, ``train`` uses a short
 schedule for the settings not given (see :mod:`tedrec_fast.train.run`).
+
+Nothing heavy (torch) is imported before the arguments are parsed, so ``--help`` answers at once. A user's
+mistake (``ValueError``, ``TypeError``, ``OSError``, a failed download) ends in one line on stderr and exit
+status 2; ``--debug`` or ``TEDREC_FAST_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "DEBUG_ENV"]
 
+#: set to 1 to see the traceback of a user's mistake instead of its one-line message
+DEBUG_ENV = "TEDREC_FAST_DEBUG"
+
+#: ``train --help``: the short CPU schedule (the values of tedrec_fast.train.run.CPU_SCHEDULE; a test keeps
+#: them equal, without importing torch here)
+TRAIN_EPILOG = """\
+on a CPU (no --device cuda, no GPU): the settings you do not give by flag or --config are replaced by a
+short schedule so that the default run finishes in minutes:
+  --epochs 2 --batch-size 256 --max-steps-per-epoch 20   (each epoch: 20 steps, then full-sort validation)
+it is a smoke run, not the paper's result. The paper's schedule (use a GPU):
+  tedrec-fast train --epochs 300 --batch-size 2048 --max-steps-per-epoch 0
+directories (printed at the start of a run): --data-dir (default: the cache, $TEDREC_FAST_CACHE_DIR or
+~/.cache/tedrec_fast) holds datasets/ and text/; --output-dir (default: ./runs/<dataset>-<model>, relative
+to the current directory) the checkpoints and log.jsonl; --results-dir (default: ./bench/results,
+relative to the current directory) the result records.
+"""
 
 
 def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
@@ -33,7 +55,9 @@ def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
         parser.add_argument("--model", help="tedrec, tedrec-wo-mm, tedrec-wo-ag, tedrec-wo-if, tedrec-wo-tf, sasrec, "
                                             "fmlprec, unisrec, tssr")
     parser.add_argument("--encoder", help="text encoder (default minilm)")
-    parser.add_argument("--data-dir", dest="data_dir", help="cache of prepared datasets and text embeddings")
+    parser.add_argument("--data-dir", dest="data_dir",
+                        help="prepared datasets (<data-dir>/datasets) and text embeddings (<data-dir>/text); "
+                             "default: the cache directory")
     parser.add_argument("--device", help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-seq-length", dest="max_seq_length", type=int, help="history length (default 50)")
 
@@ -50,8 +74,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", dest="max_minutes", type=float,
                         help="wall-clock budget: start no epoch after this many minutes, then test the best weights")
     parser.add_argument("--fusion-backend", dest="fusion_backend", help="auto, triton, cuda or torch")
-    parser.add_argument("--output-dir", dest="output_dir", help="run directory (default runs/<dataset>-<model>)")
-    parser.add_argument("--results-dir", dest="results_dir", help="where result records go (bench/results)")
+    parser.add_argument("--output-dir", dest="output_dir", help="run directory (default ./runs/<dataset>-<model>)")
+    parser.add_argument("--results-dir", dest="results_dir", help="where result records go (default ./bench/results)")
     for flag, text in (("resume", "continue the run in --output-dir from its last checkpoint"),
                        ("bf16", "bfloat16 autocast"), ("deterministic", "deterministic algorithms"),
                        ("record", "append a result record even on CPU")):
@@ -71,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``tedrec-fast`` argument parser."""
     parser = argparse.ArgumentParser(prog="tedrec-fast", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # read by main() from argv
+                        help=f"show the traceback of an error instead of one line (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="prepare a dataset (tedrec-fast prepare --help)", add_help=False)
     sub.add_parser("bench", help="GPU benchmark tables from a source checkout (tedrec-fast bench --help)",
@@ -79,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "machine: which run here and why the others don't")
     encode = sub.add_parser("encode", help="encode a dataset's item texts into the cache")
     _add_common(encode)
-    train = sub.add_parser("train", help="train a model (no arguments: TedRec on ml-100k)")
+    train = sub.add_parser("train", help="train a model (no arguments: TedRec on ml-100k)", epilog=TRAIN_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(train)
     _add_train(train)
     train.add_argument("--catalog-parallel", dest="catalog_parallel", action="store_true", default=None,
@@ -127,43 +154,41 @@ def _prepare(argv: list[str]) -> int:
 
 
 def _bench(argv: list[str]) -> int:
-    """``python -m bench`` of the source checkout this package is installed from (editable installs)."""
+    """``python -m bench`` of the source checkout this package is installed from (editable installs only).
+
+    The benchmarks are development code beside the package, not part of it: they run in a child process
+    with the checkout on ``PYTHONPATH``; without a checkout this says so and returns 2.
+    """
     root = Path(__file__).resolve().parents[1]
     if not (root / "bench" / "__main__.py").is_file():
-        print("tedrec-fast bench runs the benchmarks of a source checkout (bench/ beside tedrec_fast/); "
-              f"none at {root}", file=sys.stderr)
+        print("tedrec-fast: error: bench needs a source checkout (an editable install, pip install -e .): "
+              f"the benchmarks live in bench/ beside tedrec_fast/, and there is none at {root}", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(root))
-    from bench.__main__ import main as bench_main
-
-    return bench_main(argv)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    return subprocess.call([sys.executable, "-m", "bench", *argv], env=env)
 
 
-def _print_backends() -> None:
-    from tedrec_fast.backends import backends
-    from tedrec_fast.cuda.loaders import loaders_report
+def _print_directories(cfg: Any, command: str) -> None:
+    """Say where data, cache, run and records are (absolute paths); only the first process under torchrun."""
+    from tedrec_fast.paths import cache_dir
 
-    for op, rows in backends().items():
-        print(op)
-        for row in rows:
-            state = "available" + (f" ({row['detail']})" if row["detail"] else "") if row["available"] else "no"
-            print(f"  {row['name']:<14} {state}" + ("" if row["available"] else f": {row['reason']}"))
-    print("loaders of the CUDA C++ kernels (backend 'cuda')")
-    for row in loaders_report():
-        state = "available" if row["available"] else f"no: {row['reason']}"
-        print(f"  {row['name']:<14} {row['device_type']} tensors, {state}")
+    if os.environ.get("RANK", "0") != "0":
+        return
+    dirs = {"data": Path(cfg.data_dir).expanduser(), "cache": cache_dir()}
+    if command == "train":
+        dirs["run"] = cfg.run_dir
+    elif command == "compare":
+        dirs["runs"] = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / f"compare-{Path(cfg.dataset).stem}"
+    if command in ("train", "compare"):
+        dirs["results"] = Path(cfg.results_dir)
+    print(" | ".join(f"{name} {path.absolute()}" for name, path in dirs.items()), flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``tedrec-fast`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["prepare"]:
-        return _prepare(argv[1:])
-    if argv[:1] == ["bench"]:
-        return _bench(argv[1:])
-    args = build_parser().parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     if args.command == "backends":
-        _print_backends()
+        from tedrec_fast import backends
+
+        print(backends())
         return 0
     from tedrec_fast.config import load_config
     from tedrec_fast.train import run
@@ -172,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.evaluate_run(args.checkpoint, _overrides(args))
         return 0
     cfg = load_config(args.config, _overrides(args))
+    _print_directories(cfg, args.command)
     if args.command == "encode":
         run.encode_run(cfg)
     elif args.command == "compare":
@@ -184,6 +210,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         run.train_run(cfg, _explicit(args))
     return 0
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """A mistake the user can fix from the message alone: bad input, a missing file, a failed download."""
+    download = sys.modules.get("tedrec_fast.data.download")
+    download_error = getattr(download, "DownloadError", None)
+    return isinstance(exc, (ValueError, TypeError, OSError)) or (
+        download_error is not None and isinstance(exc, download_error))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``tedrec-fast`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    A user's mistake prints ``tedrec-fast: error: <message>`` on stderr and returns 2; with ``--debug`` (anywhere
+    in ``argv``) or ``TEDREC_FAST_DEBUG=1`` it is raised with its traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        if argv[:1] == ["prepare"]:
+            return _prepare(argv[1:])
+        if argv[:1] == ["bench"]:
+            return _bench(argv[1:])
+        return _run(build_parser().parse_args(argv))
+    except Exception as exc:
+        if debug or not _is_user_error(exc):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"tedrec-fast: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("tedrec-fast: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 A YAML config is a flat mapping whose keys are field names of :class:`RunConfig` or :class:`TrainConfig`
 (the latter are routed to ``RunConfig.train``); unknown keys raise ``ValueError``. The packaged defaults
-(``tedrec_fast/configs/default.yaml``) are the paper's training protocol (DESIGN.md section 1).
+(``tedrec_fast/configs/default.yaml``) are the paper's training protocol (docs/DESIGN.md section 1).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from tedrec_fast.paths import cache_dir
+
 __all__ = ["TrainConfig", "RunConfig", "load_config", "read_config_file", "CONFIG_DIR", "default_data_dir"]
 
 #: directory of the packaged YAML configs
@@ -22,8 +24,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def default_data_dir() -> str:
-    """Cache directory for prepared datasets and text embeddings: ``$TEDREC_FAST_CACHE`` or ``~/.cache``."""
-    return os.environ.get("TEDREC_FAST_CACHE", str(Path.home() / ".cache" / "tedrec_fast"))
+    """Prepared datasets and text embeddings go under the cache: :func:`tedrec_fast.paths.cache_dir`."""
+    return str(cache_dir())
 
 
 def _check_positive_int(owner: str, name: str, value: object, *, allow_none: bool = False) -> None:
@@ -45,7 +47,7 @@ def _check_type(owner: str, name: str, value: object, types: tuple[type, ...]) -
 
 @dataclass
 class TrainConfig:
-    """How to train (defaults: the paper's protocol, DESIGN.md section 1).
+    """How to train (defaults: the paper's protocol, docs/DESIGN.md section 1).
 
     Attributes:
         epochs: maximum number of epochs.

@@ -326,4 +326,4 @@ def test_bad_configurations_in_one_process(tmp_path):
 def test_cli_flag_reaches_the_run():
     assert build_parser().parse_args(["train"]).catalog_parallel is None
     with pytest.raises(ValueError, match="torchrun"):  # one process: refused before any data is loaded
-        main(["train", "--catalog-parallel", "--device", "cpu"])
+        main(["--debug", "train", "--catalog-parallel", "--device", "cpu"])  # --debug: raise, not exit 2

@@ -147,20 +147,22 @@ def test_cli_compare_from_records_trains_nothing(tmp_path, capsys):
     assert float(rows["N@10"][0]) == pytest.approx(0.13) and float(rows["N@10"][2]) == pytest.approx(100 * 0.06 / 0.07)
     assert "time budget" in (out / "comparison.md").read_text()
     with pytest.raises(ValueError, match="no 'op': 'train' record of tssr on dataset 'online-retail'"):
-        main(argv + ["--models", "sasrec,tssr"])
+        main(["--debug", *argv, "--models", "sasrec,tssr"])  # --debug: raise, not exit 2
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json: expected a JSON list"):
-        main(["compare", "--dataset", "online-retail", "--from-records", str(tmp_path / "bad.json")])
+        main(["--debug", "compare", "--dataset", "online-retail", "--from-records", str(tmp_path / "bad.json")])
 
 
 def test_cli_compare_unknown_model_fails_fast(stand_ins, tmp_path):
     with pytest.raises(ValueError, match=r"fmlprec; known models: sasrec, tedrec, tssr"):
-        main(["compare", "--models", "sasrec,fmlprec,tedrec", "--device", "cpu", "--data-dir", str(tmp_path)])
+        main(["--debug", "compare", "--models", "sasrec,fmlprec,tedrec", "--device", "cpu", "--data-dir",
+              str(tmp_path)])
     assert "prepare" not in stand_ins and not stand_ins["build"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model_args: {hidden_size: 8}\n")
     with pytest.raises(ValueError, match="model_args"):
-        main(["compare", "--config", str(cfg), "--models", "sasrec", "--device", "cpu", "--data-dir", str(tmp_path)])
+        main(["--debug", "compare", "--config", str(cfg), "--models", "sasrec", "--device", "cpu", "--data-dir",
+              str(tmp_path)])
 
 
 def test_smoke_every_model_on_ml100k(tmp_path):

@@ -1,9 +1,9 @@
 """A real ``CUDAExtension`` build of ``tedrec_fast._C`` on a machine with nvcc but no GPU.
 
 ``setup.py build_ext`` runs with ``TEDREC_FAST_BUILD_CUDA=1`` under a CUDA build of torch (torch==2.14.1,
-CUDA 13.0) installed with ``pip --target`` into ``$TEDREC_FAST_CACHE_DIR/torch-cuda-build/<versions>``
-(default ``~/.cache/tedrec_fast/...``): paid once per machine, about 4 GB on disk. Building needs only
-torch's headers and libraries, but setup.py imports torch, and a CUDA build of torch imports only with
+CUDA 13.0) installed with ``pip --target`` into ``<the user's cache>/torch-cuda-build/<versions>`` (not the
+tests' temporary cache): paid once per machine, about 4 GB on disk. Building needs only torch's headers and
+libraries, but setup.py imports torch, and a CUDA build of torch imports only with
 the CUDA libraries it links (cuDNN, cuBLAS, NCCL, ...): those wheels are installed too, without their
 dependencies. The compiler is the machine's CUDA toolkit (``$CUDA_HOME``, else the one ``nvcc`` runs from).
 
@@ -13,8 +13,9 @@ table (sm_80 ... sm_120) defining exactly those kernels, and compute_120 PTX; im
 ``kernel_names()`` lists them and
 ``launch`` raises KeyError / ValueError / RuntimeError (naming the kernel and the CUDA error) as documented.
 
-Skipped, saying why, without nvcc or a CUDA 13 toolkit, with ``TEDREC_FAST_TEST_EXTENSION_BUILD=0``, or
-when the CUDA torch is neither cached nor installable (offline, no such wheel for this Python, no disk).
+Opt-in, since it installs 4 GB into the user's cache: runs only with ``TEDREC_FAST_TEST_EXTENSION_BUILD=1``
+(and under ``-m slow``). Skipped, saying why, otherwise, without nvcc or a CUDA 13 toolkit, or when the CUDA
+torch is neither cached nor installable (offline, no such wheel for this Python, no disk).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
-from tedrec_fast.cuda.sources import cache_dir
+from tests.conftest import USER_CACHE_DIR
 from tests.test_cuda_compile import STB_GLOBAL, elf_function_symbols, elf_section_data, find_nvcc
 
 ENABLE_ENV = "TEDREC_FAST_TEST_EXTENSION_BUILD"
@@ -113,8 +114,8 @@ def fatbin_images(fatbin: bytes) -> list[tuple[str, int, bytes]]:
 
 @pytest.fixture(scope="module")
 def toolkit() -> Path:
-    if os.environ.get(ENABLE_ENV, "").strip() == "0":
-        pytest.skip(f"{ENABLE_ENV}=0 turns the extension build check off")
+    if os.environ.get(ENABLE_ENV, "").strip() != "1":
+        pytest.skip(f"installs a CUDA torch (4 GB) into {USER_CACHE_DIR}: set {ENABLE_ENV}=1 to run it")
     toolkit = cuda_toolkit()
     if toolkit is None:
         pytest.skip("no CUDA toolkit (nvcc with include/cuda_runtime.h; $CUDA_HOME or PATH): nothing to build with")
@@ -129,7 +130,8 @@ def cuda_torch(toolkit: Path) -> Path:
     requirements = (TORCH, *RUNTIME)
     key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
     python = f"cp{sys.version_info[0]}{sys.version_info[1]}"
-    root = cache_dir("torch-cuda-build") / f"{TORCH.replace('==', '-')}-{python}-{key}"
+    root = USER_CACHE_DIR / "torch-cuda-build" / f"{TORCH.replace('==', '-')}-{python}-{key}"
+    root.parent.mkdir(parents=True, exist_ok=True)
     marker = root / "INSTALLED"
     if marker.is_file():
         return root
@@ -191,6 +193,7 @@ _LOAD_CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_cuda_extension_builds_and_loads(toolkit: Path, cuda_torch: Path, tmp_path: Path, record_property) -> None:
     # only what setup.py needs to build the extension, copied: the checkout stays untouched
     for name in ("setup.py", "README.md"):

@@ -236,7 +236,7 @@ def test_killed_process_leaves_no_half_dataset(tmp_path):
 
 
 def test_offline_download_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEDREC_FAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TEDREC_FAST_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(online_retail, "URLS", ("http://127.0.0.1:9/online+retail.zip",))
     with pytest.raises(DownloadError, match="could not download online\\+retail.zip .*offline"):
         prepare_dataset("online-retail", tmp_path / "out")
@@ -282,7 +282,7 @@ def test_unknown_source(tmp_path):
 
 @pytest.mark.skipif(os.environ.get("TEDREC_FAST_NETWORK_TESTS") != "1", reason="set TEDREC_FAST_NETWORK_TESTS=1")
 def test_ml100k_real_download(tmp_path, monkeypatch):
-    monkeypatch.setenv("TEDREC_FAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TEDREC_FAST_CACHE_DIR", str(tmp_path / "cache"))
     data = load_dataset(prepare_dataset("ml-100k", tmp_path / "out"))
     assert (data.n_users, data.n_items - 1) == (943, 1349)
     assert sum(len(s.target) for s in (data.train, data.valid, data.test)) + data.n_users == 99287

@@ -33,7 +33,7 @@ def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def reference_forward(model: TedRec, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The published eval-mode forward written out from DESIGN.md section 1 with the model's parameters."""
+    """The published eval-mode forward written out from docs/DESIGN.md section 1 with the model's parameters."""
     x = model.text_embeddings[seq]
     moe = model.moe_adaptor
     gates = torch.softmax(x @ moe.w_gate, dim=-1)

@@ -33,7 +33,7 @@ HALF_AND_DOUBLE = (torch.bfloat16, torch.float16, torch.float64)
 
 
 # --------------------------------------------------------------------------------------------
-# The reference against the time-domain formulation (DESIGN.md section 2)
+# The reference against the time-domain formulation (docs/DESIGN.md section 2)
 # --------------------------------------------------------------------------------------------
 def time_domain_fusion(E, T, complex_weight, gi_w, gi_b, gf_w, gf_b):
     """Circular convolutions written out with indices: independent of torch.fft's conventions."""

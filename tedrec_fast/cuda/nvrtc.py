@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
-from tedrec_fast.cuda.sources import assemble, cache_dir, cache_key
+from tedrec_fast.cuda.sources import assemble, cache_key
+from tedrec_fast.paths import cache_dir
 from tedrec_fast.safe_files import atomic_write_bytes
 
 __all__ = [

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["csrc_dir", "assemble", "source_files", "cache_key", "cache_dir"]
+__all__ = ["csrc_dir", "assemble", "source_files", "cache_key"]
 
 _QUOTED_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.M)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.M)
@@ -69,9 +68,3 @@ def cache_key(source: str, options: tuple[str, ...], arch: str, compiler_version
     return digest.hexdigest()[:32]
 
 
-def cache_dir(kind: str) -> Path:
-    """``$TEDREC_FAST_CACHE_DIR/<kind>`` (default ``~/.cache/tedrec_fast/<kind>``), created if missing."""
-    root = os.environ.get("TEDREC_FAST_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tedrec_fast")
-    path = Path(root) / kind
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -1,4 +1,4 @@
-"""Data preparation and loading for sequential recommendation (RecBole atomic files, DESIGN.md §4).
+"""Data preparation and loading for sequential recommendation (RecBole atomic files, docs/DESIGN.md §4).
 
 Public API::
 

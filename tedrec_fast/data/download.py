@@ -1,4 +1,4 @@
-"""Downloading raw sources into a cache directory (default ``~/.cache/tedrec_fast``, env ``TEDREC_FAST_CACHE``).
+"""Downloading raw sources into the cache directory (:func:`tedrec_fast.paths.cache_dir`).
 
 Only checksums that were actually measured are pinned; for other files the sha256 of what was downloaded is
 logged and recorded beside it (``{file}.sha256``) and in the preparation manifest.
@@ -7,7 +7,6 @@ logged and recorded beside it (``{file}.sha256``) and in the preparation manifes
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -26,11 +25,6 @@ log = logging.getLogger(__name__)
 
 class DownloadError(RuntimeError):
     """A raw source could not be fetched (offline, moved, or a checksum mismatch)."""
-
-
-def cache_dir() -> Path:
-    """The download cache: ``$TEDREC_FAST_CACHE`` or ``~/.cache/tedrec_fast``."""
-    return Path(os.environ.get("TEDREC_FAST_CACHE") or Path.home() / ".cache" / "tedrec_fast")
 
 
 def _check(path: Path, sha256: str | None, origin: str) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from tedrec_fast.data.compact import write_compact
-from tedrec_fast.data.download import cache_dir
 from tedrec_fast.data.sequences import RawInteractions, build_sequences, write_prepared, write_text
 from tedrec_fast.data.sources import SOURCES
 from tedrec_fast.data.storage import (
@@ -32,6 +31,7 @@ from tedrec_fast.data.storage import (
     write_manifest,
 )
 from tedrec_fast.data.table import TableSpec, read_table, table_inputs
+from tedrec_fast.paths import cache_dir
 from tedrec_fast.safe_files import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def prepare_dataset(source: str, out_dir: str | Path, raw: str | Path | None = N
     """Prepare the preset ``source`` into ``out_dir/source`` and return that directory.
 
     ``raw`` is the source's raw file or directory; when ``None`` it is downloaded into the cache (see
-    :func:`tedrec_fast.data.download.cache_dir`). See the module docstring for the directory's contents; it is
+    :func:`tedrec_fast.paths.cache_dir`). See the module docstring for the directory's contents; it is
     replaced in one rename, never half-written.
     """
     if source not in SOURCES:

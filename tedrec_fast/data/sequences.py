@@ -1,4 +1,4 @@
-"""The source-independent preparation rules (DESIGN.md §4).
+"""The source-independent preparation rules (docs/DESIGN.md §4).
 
 1. Interactions of items without text are dropped; user and item tokens have whitespace runs replaced by ``_``.
 2. Iterative k-core (default 5) on users and items, on interaction counts, until stable.

@@ -1,7 +1,7 @@
 """TedRec's text-ID fusion with parts switched off (the paper's AG / IF / TF ablations), in torch ops.
 
 The full fusion (all parts on) is :class:`tedrec_fast.nn.FusedSpectralFusion`; this module follows the
-same reference semantics (:mod:`tedrec_fast.ops.spectral_fusion.reference`, DESIGN.md section 2) with:
+same reference semantics (:mod:`tedrec_fast.ops.spectral_fusion.reference`, docs/DESIGN.md section 2) with:
 
 * ``use_item_filter=False`` (w/o IF): ``E2 = E``, the raw ID embeddings (no ``complex_weight``);
 * ``use_spectral_fusion=False`` (w/o TF): ``F = T * E``, the element-wise product in the time domain

@@ -1,4 +1,4 @@
-"""TedRec's MoE modulation of frozen text embeddings (paper section 3.1.1, DESIGN.md section 1 step 1)."""
+"""TedRec's MoE modulation of frozen text embeddings (paper section 3.1.1, docs/DESIGN.md section 1 step 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TedRec (Xu et al., CIKM 2024): text-ID sequence-level fusion, as published (DESIGN.md section 1)."""
+"""TedRec (Xu et al., CIKM 2024): text-ID sequence-level fusion, as published (docs/DESIGN.md section 1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """TSSR (arXiv 2403.07623): two-stream ID / content Transformers, cross-attention, gate, hierarchical contrasting.
 
-DESIGN.md section 5. Per right-padded sequence (item 0 = padding, RecBole convention):
+docs/DESIGN.md section 5. Per right-padded sequence (item 0 = padding, RecBole convention):
 
 1. **Unimodal encoders**: the ID stream embeds items with ``item_embedding``, the content stream with
    ``content_proj(text_embeddings[item])`` (a frozen text table, Linear to ``d``); each adds its own learned

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tedrec_fast import paths
 from tedrec_fast.safe_files import atomic_write_bytes, remove_stale_temporaries
 from tedrec_fast.text import encode as _encode
 
@@ -59,14 +60,15 @@ def encode_dataset_texts(
     item_text: list[str],
     dataset_name: str,
     encoder: str = "minilm",
-    cache_dir: str | Path = "cache/text",
+    cache_dir: str | Path | None = None,
     pooling: str = "mean",
     **encode_kwargs: Any,
 ) -> np.ndarray:
     """Text embeddings ``(len(item_text), dim)`` float32 in item-index order, with row 0 (padding) = 0.
 
     ``item_text[i]`` is the text of item ``i``; ``item_text[0]`` (the padding item) is ignored. The result
-    is cached as ``.npy`` (see :func:`cache_path`) by dataset, encoder, pooling and a hash of the texts, with
+    is cached as ``.npy`` (see :func:`cache_path`) under ``cache_dir`` (default: ``text/`` in
+    :func:`tedrec_fast.paths.cache_dir`) by dataset, encoder, pooling and a hash of the texts, with
     the file's sha256 beside it (``.npy.sha256``); a later call with the same inputs loads it without encoding
     after checking the hash, dtype, shape and that every value is finite. A cache failing a check is named on
     stderr and rebuilt. Files are written atomically (:mod:`tedrec_fast.safe_files`). ``encode_kwargs`` go to
@@ -77,7 +79,8 @@ def encode_dataset_texts(
     """
     if len(item_text) < 2:
         raise ValueError("item_text must hold the padding item 0 and at least one item")
-    path = cache_path(item_text, dataset_name, encoder, cache_dir, pooling)
+    path = cache_path(item_text, dataset_name, encoder, paths.cache_dir("text") if cache_dir is None else cache_dir,
+                      pooling)
     for target in (path, _checksum_path(path)):
         remove_stale_temporaries(target)  # of a killed earlier write
     if path.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def encode_texts(
         batch_size: sentences per forward pass (sorted by length to cut padding).
         device: defaults to CUDA when available, else CPU.
         fp16_on_gpu: run the encoder in float16 on CUDA (pooling is done in float32).
-        progress: show a tqdm progress bar.
+        progress: say on stderr which encoder is loaded, then show a tqdm bar of the texts encoded.
         max_length: token limit per sentence; default ``min(tokenizer.model_max_length, 512)``.
         cache_dir: where ``"mpnet"`` is extracted (default ``~/.cache/tedrec_fast``).
 
@@ -73,6 +74,9 @@ def encode_texts(
     transformers = _transformers()
     path, local_only = resolve_encoder(model_name_or_path, cache_dir)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = Path(str(model_name_or_path)).name
+    if progress:
+        tqdm.write(f"encode: loading {name} on {device} for {len(texts)} texts", file=sys.stderr)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local_only)
     model = transformers.AutoModel.from_pretrained(path, local_files_only=local_only).to(device).eval()
     if fp16_on_gpu and device.type == "cuda":
@@ -81,13 +85,14 @@ def encode_texts(
 
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    starts = range(0, len(texts), batch_size)
-    with torch.inference_mode():
-        for start in tqdm(starts, desc=f"encode {Path(str(model_name_or_path)).name}", disable=not progress):
+    bar = tqdm(total=len(texts), desc=f"encode {name}", unit="text", disable=not progress)
+    with bar, torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             tokens = tokenizer(
                 [texts[i] for i in rows], padding=True, truncation=True, max_length=limit, return_tensors="pt"
             ).to(device)
             hidden = model(**tokens).last_hidden_state
             out[rows] = pool_hidden_states(hidden, tokens["attention_mask"], pooling).cpu().numpy()
+            bar.update(len(rows))
     return out

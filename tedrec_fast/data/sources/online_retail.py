@@ -1,4 +1,4 @@
-"""UCI Online Retail (Chen, Sain & Guo, 2012), prepared as TedRec does (DESIGN.md §4).
+"""UCI Online Retail (Chen, Sain & Guo, 2012), prepared as TedRec does (docs/DESIGN.md §4).
 
 user = InvoiceNo, item = StockCode; rows with an empty Description are dropped; interactions are de-duplicated
 on (InvoiceNo, StockCode, Quantity, InvoiceDate at minute resolution), keeping the first in file order;

@@ -283,7 +283,7 @@ def full_catalog_cross_entropy(
 
     Equals ``F.cross_entropy(normalize(query) @ normalize(item_weight).T / temperature, targets,
     ignore_index=ignore_index, reduction=reduction)`` with ``F.normalize`` semantics (L2, eps 1e-12: a
-    zero row, like the padding item, gives zero logits) -- TedRec's loss (DESIGN.md section 1).
+    zero row, like the padding item, gives zero logits) -- TedRec's loss (docs/DESIGN.md section 1).
 
     Args:
         query: sequence representations, ``(B, d)``, any strides.

@@ -1,6 +1,6 @@
 """The readable torch reference of the full-catalog cross-entropy: this file is the spec.
 
-It is written as the public TedRec model writes its loss (DESIGN.md section 1, item 6)::
+It is written as the public TedRec model writes its loss (docs/DESIGN.md section 1, item 6)::
 
     logits = F.normalize(query) @ F.normalize(item_weight).T / temperature
     loss   = F.cross_entropy(logits, targets)

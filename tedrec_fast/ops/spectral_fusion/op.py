@@ -199,7 +199,7 @@ def spectral_fusion(
     """TedRec's text-ID fusion: ``2 * (E2 * sigmoid(E2 @ g_i + b_i) + F * sigmoid(F @ g_f + b_f))``.
 
     ``F = irfft(rfft(T) * rfft(E))`` and ``E2 = irfft(rfft(E) * W)`` along the sequence (ortho norm),
-    ``W = view_as_complex(complex_weight)``; exact semantics in DESIGN.md section 2.
+    ``W = view_as_complex(complex_weight)``; exact semantics in docs/DESIGN.md section 2.
 
     Args:
         item_emb: ID embeddings ``E``, ``(B, n, d)``, any strides.

@@ -1,6 +1,6 @@
 """The readable torch reference of the spectral-fusion op: this file is the spec.
 
-It is written exactly as the public TedRec model writes the fusion (DESIGN.md section 2)::
+It is written exactly as the public TedRec model writes the fusion (docs/DESIGN.md section 2)::
 
     F  = irfft(rfft(T) * rfft(E))            # "ortho" norm, along the sequence
     E2 = irfft(rfft(E) * W)                  # W = view_as_complex(complex_weight)

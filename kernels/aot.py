@@ -25,11 +25,12 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusion
+from tedrec_fast.kernels import full_catalog_ce, moe_modulation, spectral_filter, spectral_fusion
 
 __all__ = ["compile_each", "compile_all", "print_results", "tensor_core_instructions", "main"]
 
-MODULES = {"spectral_fusion": spectral_fusion, "spectral_filter": spectral_filter, "full_catalog_ce": full_catalog_ce}
+MODULES = {"spectral_fusion": spectral_fusion, "spectral_filter": spectral_filter, "full_catalog_ce": full_catalog_ce,
+           "moe_modulation": moe_modulation}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 

@@ -3,7 +3,9 @@
 Default: the spectral-fusion table, written to ``bench/results/<date>_<gpu>.json`` (schema in the
 README) with a PNG of speedup over the eager reference beside it. ``--catalog``: the large-catalog
 table (bench/catalog.py), written to ``bench/results/<date>_<gpu>_catalog.json``. Needs a CUDA device:
-numbers not measured on a GPU are written nowhere.
+numbers not measured on a GPU are written nowhere. ``--train-step`` (CPU or GPU): one training step of TedRec
+and SASRec, fast path against reference mode, and the MoE-modulation op alone (bench/train_step.py), written to
+``bench/results/<date>_<device>_train_step.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from bench.catalog import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
 from bench.environment import results_path, run_header, write_json
 from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms, winners
+from bench.train_step import document_path, train_step_document
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -121,7 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog-sizes", type=int, nargs="+", default=list(CATALOG_SIZES))
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no spectral-fusion case after this many seconds (the target shape runs first)")
+    parser.add_argument("--train-step", action="store_true",
+                        help="time one training step, fast vs reference mode (CPU or GPU), and the MoE op alone")
+    parser.add_argument("--batch-size", type=int, default=None, help="--train-step: batch (default 256 CPU, 2048 GPU)")
+    parser.add_argument("--repeats", type=int, default=5, help="--train-step: timed steps per mode")
     args = parser.parse_args(argv)
+    if args.train_step:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        batch = args.batch_size or (2048 if device == "cuda" else 256)
+        document = train_step_document(batch, repeats=args.repeats, device=device,
+                                       report=lambda r: print(json.dumps(r), flush=True))
+        print(f"wrote {write_json(document, document_path(args.out_dir, document))}")
+        return 0
     if not torch.cuda.is_available():
         print("python -m bench needs a CUDA device (none here); `pytest bench/` runs CPU reference sizes.",
               file=sys.stderr)

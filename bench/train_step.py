@@ -9,16 +9,22 @@ MoE-modulation op alone (forward + backward) against its eager reference. Record
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from tedrec_fast.models import build_model
 from tedrec_fast.ops.moe_modulation import moe_modulation, moe_modulation_reference
+from tedrec_fast.train.report import processor_name, source_commit
 
-__all__ = ["N_ITEMS", "TEXT_DIM", "make_train_step", "make_moe_step", "time_interleaved", "measure_train_step"]
+__all__ = ["N_ITEMS", "TEXT_DIM", "make_train_step", "make_moe_step", "time_interleaved", "measure_train_step",
+           "train_step_document"]
 
 N_ITEMS = 1683  # ML-100k's items + padding
 TEXT_DIM = 384  # MiniLM (all-MiniLM-L6-v2)
@@ -112,3 +118,21 @@ def measure_train_step(B: int = 256, n: int = 50, repeats: int = 5, device: str 
     record("moe_modulation", "tedrec", *time_interleaved(make_moe_step(False, B, n, device=device),
                                                          make_moe_step(True, B, n, device=device), repeats, device))
     return records
+
+
+def train_step_document(B: int = 256, n: int = 50, repeats: int = 5, device: str = "cpu",
+                        report: Callable[[dict], None] = print) -> dict:
+    """The results document of :func:`measure_train_step`: device, date, commit, torch, threads, the load
+    average over the run (the machine may be shared), records."""
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else processor_name()
+    load_before = os.getloadavg()[0]
+    records = measure_train_step(B, n, repeats, device, report=report)
+    return {"device": name, "date": dt.date.today().isoformat(), "commit": source_commit(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "load_average_1min": [load_before, os.getloadavg()[0]],
+            "records": records}
+
+
+def document_path(out_dir: Path, document: dict) -> Path:
+    """``<out_dir>/<date>_<device>_train_step.json``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", document["device"]).strip("-").lower()
+    return Path(out_dir) / f"{document['date']}_{slug}_train_step.json"

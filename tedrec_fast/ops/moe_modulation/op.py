@@ -105,8 +105,9 @@ def moe_modulation(items: torch.Tensor, table: torch.Tensor, w_gate: torch.Tenso
         backend: ``"auto"`` (Triton on CUDA, the C++ core on a CPU with a compiler, else torch), ``"triton"``,
             ``"cpp"`` or ``"torch"``.
 
-    Returns ``(B, n, H)`` in the weights' dtype. Gradients reach every tensor argument except ``items``,
-    ``table`` and ``noise``.
+    Returns ``(B, n, H)`` in the weights' dtype, also under ``torch.autocast`` (which is disabled inside: the
+    C++ and Triton cores compute in float32 or float64). Gradients reach every tensor argument except
+    ``items``, ``table`` and ``noise``.
     """
     if not isinstance(backend, str):
         raise TypeError(f"{_OP}: backend must be a string, got {type(backend).__name__}")
@@ -115,6 +116,13 @@ def moe_modulation(items: torch.Tensor, table: torch.Tensor, w_gate: torch.Tenso
     E, H, D = weight.shape
     problem = Problem(table.device, table.dtype, (("B", B), ("n", n), ("D", D), ("H", H), ("E", E)))
     impl = choose_backend(BACKENDS, backend, problem, op=_OP).name
+    with torch.autocast(table.device.type, enabled=False):
+        return _forward(items, table, w_gate, w_noise, weight, bias, p, training, noise, seed, impl)
+
+
+def _forward(items, table, w_gate, w_noise, weight, bias, p, training, noise, seed, impl) -> torch.Tensor:
+    B, n = items.shape
+    E, H, D = weight.shape
     unique, inverse = torch.unique(items, return_inverse=True)
     if unique.numel() and (int(unique[0]) < 0 or int(unique[-1]) >= table.shape[0]):
         raise ValueError(f"{_OP}: items must lie in [0, {table.shape[0]}), got values in "

@@ -207,3 +207,12 @@ def test_without_a_compiler_auto_falls_back_to_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     reason, backend = result.stdout.strip().splitlines()
     assert "not an executable" in reason and backend == "torch"
+
+
+def test_autocast_computes_in_the_weights_dtype():
+    items, table, params, noise = inputs(3, 5, 13, 7, 4, 20, True, dtype=torch.float32)
+    expected = moe_modulation(items, table, *params, 0.2, True, noise, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = moe_modulation(items, table, *params, 0.2, True, noise, 5)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected)

@@ -37,7 +37,7 @@ def test_encoder_forward_last_equals_gathered_forward(n_layers: int, n_heads: in
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "tedrec", "tedrec-wo-mm", "unisrec"])
+@pytest.mark.parametrize("name", ["sasrec", "tedrec", "tedrec-wo-mm", "unisrec", "fmlprec"])
 def test_models_fast_forward_equals_reference(name: str) -> None:
     text = torch.randn(N_ITEMS, 16)
     models = []
@@ -46,8 +46,10 @@ def test_models_fast_forward_equals_reference(name: str) -> None:
         kwargs = {"hidden_size": 12, "inner_size": 20}
         if name.startswith("tedrec"):
             kwargs.update(fusion_backend="torch", reference=reference)
-        elif name == "sasrec":
+        elif name in ("sasrec", "fmlprec"):
             kwargs["reference"] = reference
+        if name == "fmlprec":
+            kwargs.update(filter_backend="torch")
         model = build_model(name, N_ITEMS, N, text, **kwargs).eval()
         if name == "unisrec":
             model.reference = reference
@@ -63,3 +65,17 @@ def test_models_fast_forward_equals_reference(name: str) -> None:
 def test_reference_must_be_bool() -> None:
     with pytest.raises(TypeError, match="reference"):
         build_model("sasrec", N_ITEMS, N, reference="yes")
+
+
+def test_fmlprec_training_gradients_equal_without_dropout() -> None:
+    grads = []
+    seq, lengths = sequences()
+    target = torch.randint(1, N_ITEMS, (len(seq),))
+    for reference in (True, False):
+        torch.manual_seed(0)
+        model = build_model("fmlprec", N_ITEMS, N, hidden_size=8, inner_size=12, hidden_dropout=0.0,
+                            filter_backend="torch", reference=reference).double().train()
+        model.calculate_loss(seq, lengths, target).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters()})
+    for key, expected in grads[0].items():
+        torch.testing.assert_close(grads[1][key], expected, atol=1e-12, rtol=1e-9)

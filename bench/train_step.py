@@ -4,7 +4,8 @@ At the paper's settings (n = 50, hidden 300 for TedRec and 64 for SASRec, 2 laye
 text vectors, ML-100k's 1,683 items; random data of those shapes): both modes of a model are built with the
 same weights and timed interleaved in one run (median of ``repeats`` steps each, after a warm-up), and the
 MoE-modulation op alone (forward + backward) against its eager reference. Records:
-``{op: "train_step" | "moe_modulation", model, path, device, dtype, B, n, ms, ref_ms, speedup}``.
+``{op: "train_step" | "moe_modulation", model, path, device, dtype, B, n, ms, ref_ms, speedup}`` plus the process
+CPU times ``cpu_ms``, ``ref_cpu_ms``, ``cpu_speedup`` (on a shared machine less noisy than wall time).
 """
 
 from __future__ import annotations
@@ -86,19 +87,23 @@ def _sync(device: str) -> None:
 
 
 def time_interleaved(fast: Callable[[], None], ref: Callable[[], None], repeats: int, device: str = "cpu"
-                     ) -> tuple[float, float]:
-    """Median wall-clock ms of ``fast`` and ``ref``, run alternately ``repeats`` times each after one warm-up."""
-    times: dict[int, list[float]] = {0: [], 1: []}
+                     ) -> tuple[float, float, float, float]:
+    """Median wall-clock ms of ``fast`` and ``ref``, run alternately ``repeats`` times each after one warm-up, then
+    the median process CPU ms of each (all threads; less sensitive than wall time to other jobs on the machine)."""
+    wall: dict[int, list[float]] = {0: [], 1: []}
+    cpu: dict[int, list[float]] = {0: [], 1: []}
     for fn in (fast, ref):
         fn()
     for _ in range(repeats):
         for which, fn in enumerate((fast, ref)):
             _sync(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             _sync(device)
-            times[which].append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
+            wall[which].append((time.perf_counter() - start) * 1e3)
+            cpu[which].append((time.process_time() - start_cpu) * 1e3)
+    return (statistics.median(wall[0]), statistics.median(wall[1]), statistics.median(cpu[0]),
+            statistics.median(cpu[1]))
 
 
 def measure_train_step(B: int = 256, n: int = 50, repeats: int = 5, device: str = "cpu",
@@ -107,9 +112,11 @@ def measure_train_step(B: int = 256, n: int = 50, repeats: int = 5, device: str 
     """The train-step records of ``models`` and the MoE op's record, each fast against reference."""
     records = []
 
-    def record(op: str, model: str, ms: float, ref_ms: float) -> None:
+    def record(op: str, model: str, ms: float, ref_ms: float, cpu_ms: float, ref_cpu_ms: float) -> None:
         records.append({"op": op, "model": model, "path": "fast", "device": device, "dtype": "float32", "B": B,
-                        "n": n, "ms": round(ms, 2), "ref_ms": round(ref_ms, 2), "speedup": round(ref_ms / ms, 3)})
+                        "n": n, "ms": round(ms, 2), "ref_ms": round(ref_ms, 2), "speedup": round(ref_ms / ms, 3),
+                        "cpu_ms": round(cpu_ms, 2), "ref_cpu_ms": round(ref_cpu_ms, 2),
+                        "cpu_speedup": round(ref_cpu_ms / cpu_ms, 3)})
         report(records[-1])
 
     for name in models:

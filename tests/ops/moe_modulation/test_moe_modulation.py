@@ -218,3 +218,11 @@ def test_autocast_computes_in_the_weights_dtype():
         out = moe_modulation(items, table, *params, 0.2, True, noise, 5)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected)
+
+
+def test_listed_in_backends_report():
+    import tedrec_fast
+
+    rows = {row["name"]: row for row in tedrec_fast.backends()["moe_modulation"]}
+    assert list(rows) == ["triton", "cpp", "torch"]
+    assert rows["cpp"]["available"] and rows["torch"]["available"]

@@ -4,7 +4,9 @@ Default: the spectral-fusion table, written to ``bench/results/<date>_<gpu>.json
 README) with a PNG of speedup over the eager reference beside it. ``--catalog``: the large-catalog
 table (bench/catalog.py), written to ``bench/results/<date>_<gpu>_catalog.json``. Needs a CUDA device:
 numbers not measured on a GPU are written nowhere. ``--data-scale``: the data path at scale on the CPU
-(bench/data_scale.py), appended to ``bench/results/data_scale_<date>_cpu.json``.
+(bench/data_scale.py), appended to ``bench/results/data_scale_<date>_cpu.json``. ``--train-step`` (CPU or
+GPU): one training step of TedRec and SASRec, fast path against reference mode, and the MoE-modulation op
+alone (bench/train_step.py), written to ``bench/results/<date>_<device>_train_step.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from bench.catalog import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
 from bench.environment import results_path, run_header, write_json
 from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms, winners
+from bench.train_step import document_path, train_step_document
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -129,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interactions", type=int, default=1_000_000, help="--data-scale: interactions generated")
     parser.add_argument("--steps", type=int, default=3, help="--data-scale: timed training steps per model")
     parser.add_argument("--models", default="sasrec,tedrec", help="--data-scale: comma-separated models")
+    parser.add_argument("--train-step", action="store_true",
+                        help="time one training step, fast vs reference mode (CPU or GPU), and the MoE op alone")
+    parser.add_argument("--batch-size", type=int, default=None, help="--train-step: batch (default 256 CPU, 2048 GPU)")
+    parser.add_argument("--repeats", type=int, default=5, help="--train-step: timed steps per mode")
     args = parser.parse_args(argv)
     if args.data_scale:
         from bench.data_scale import append_record, run
@@ -136,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         record = run(args.users, args.items, args.interactions, steps=args.steps, models=tuple(args.models.split(",")))
         print(json.dumps(record))
         print(f"wrote {append_record(record, args.out_dir)}")
+        return 0
+    if args.train_step:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        batch = args.batch_size or (2048 if device == "cuda" else 256)
+        document = train_step_document(batch, repeats=args.repeats, device=device,
+                                       report=lambda r: print(json.dumps(r), flush=True))
+        print(f"wrote {write_json(document, document_path(args.out_dir, document))}")
         return 0
     if not torch.cuda.is_available():
         print("python -m bench needs a CUDA device (none here); `pytest bench/` runs CPU reference sizes.",

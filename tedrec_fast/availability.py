@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tedrec_fast.cuda.loaders import loaders_report
 from tedrec_fast.ops.full_catalog_ce.op import BACKENDS as FULL_CATALOG_CE_BACKENDS
+from tedrec_fast.ops.moe_modulation.op import BACKENDS as MOE_MODULATION_BACKENDS
 from tedrec_fast.ops.spectral_filter.op import BACKENDS as SPECTRAL_FILTER_BACKENDS
 from tedrec_fast.ops.spectral_fusion.op import BACKENDS as SPECTRAL_FUSION_BACKENDS
 
@@ -13,6 +14,7 @@ _OPS = {
     "spectral_fusion": SPECTRAL_FUSION_BACKENDS,
     "spectral_filter": SPECTRAL_FILTER_BACKENDS,
     "full_catalog_cross_entropy": FULL_CATALOG_CE_BACKENDS,
+    "moe_modulation": MOE_MODULATION_BACKENDS,
 }
 
 

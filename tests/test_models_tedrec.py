@@ -81,8 +81,9 @@ def test_wrong_length_is_rejected() -> None:
         make()(torch.ones(2, N - 1, dtype=torch.long), torch.tensor([1, 1]))
 
 
-def test_forward_matches_published_formulas() -> None:
-    model = make().eval()
+@pytest.mark.parametrize("reference", [True, False])
+def test_forward_matches_published_formulas(reference: bool) -> None:
+    model = make(reference=reference).eval()
     seq, lengths, _ = batch()
     with torch.no_grad():
         torch.testing.assert_close(model(seq, lengths), reference_forward(model, seq, lengths), atol=1e-5, rtol=1e-5)
@@ -176,11 +177,12 @@ def test_ablated_fusion_formulas() -> None:
     torch.testing.assert_close(time_product(e, t), e2 + t * e)
 
 
-def test_seeded_construction_and_training_step_are_deterministic() -> None:
+@pytest.mark.parametrize("reference", [True, False])
+def test_seeded_construction_and_training_step_are_deterministic(reference: bool) -> None:
     seq, lengths, target = batch()
     losses = []
     for _ in range(2):
-        model = make(seed=5).train()
+        model = make(seed=5, reference=reference).train()
         torch.manual_seed(11)
         losses.append(model.calculate_loss(seq, lengths, target))
     assert torch.equal(losses[0], losses[1])
@@ -216,7 +218,7 @@ def to_public_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_public_state_dict_loads() -> None:
-    source, target = make(seed=1).eval(), make(seed=2).eval()
+    source, target = make(seed=1, reference=True).eval(), make(seed=2, reference=True).eval()
     public = to_public_names(source.state_dict())
     assert {"complex_weight", "item_gating.weight", "plm_embedding.weight", "moe_adaptor.w_gate"} <= set(public)
     assert "trm_encoder.layer.1.multi_head_attention.query.weight" in public
@@ -255,3 +257,53 @@ def test_torch_compile_matches_eager() -> None:
     compiled = torch.compile(model.calculate_loss)
     with torch.no_grad():
         torch.testing.assert_close(compiled(seq, lengths, target), model.calculate_loss(seq, lengths, target))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fast_path_equals_reference_mode_without_dropout(name: str) -> None:
+    """With every dropout off, the fast path (MoE op, last layer at the last position) equals reference mode in
+    training (the gate noise is drawn first in both), loss and gradients."""
+    seq, lengths, target = batch()
+    zero = {"hidden_dropout": 0.0, "attn_dropout": 0.0, "adaptor_dropout": 0.0}
+    grads = []
+    for reference in (True, False):
+        model = make(name, seed=3, reference=reference, **zero).double().train()
+        with torch.no_grad():
+            for expert in model.moe_adaptor.experts:
+                expert.bias.normal_()
+            model.moe_adaptor.w_gate.normal_()
+            model.moe_adaptor.w_noise.normal_()
+        torch.manual_seed(4)
+        loss = model.calculate_loss(seq, lengths, target)
+        loss.backward()
+        grads.append((loss.detach(), {k: p.grad for k, p in model.named_parameters()}))
+    tol = 1e-10 if name in ("tedrec", "tedrec-wo-mm") else 1e-5  # the ablated fusion computes its FFTs in float32
+    torch.testing.assert_close(grads[1][0], grads[0][0], atol=tol, rtol=tol)
+    for key, expected in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][key], expected, atol=tol, rtol=10 * tol,
+                                   msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_reference_mode_draws_the_public_models_masks() -> None:
+    """Reference mode's training forward is the eager per-expert formula with nn.Dropout masks in expert order."""
+    model = make(reference=True).train()
+    seq, _, _ = batch()
+    moe = model.moe_adaptor
+    torch.manual_seed(9)
+    out = moe.forward_items(seq, model.text_embeddings)
+    torch.manual_seed(9)
+    x = model.text_embeddings[seq]
+    gates = moe.gates(x)
+    expected = sum(gates[..., k : k + 1] * ex(x) for k, ex in enumerate(moe.experts))
+    assert torch.equal(out, expected)
+
+
+def test_fast_training_uses_the_op_with_reproducible_masks() -> None:
+    model = make().train()
+    seq, _, _ = batch()
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(9)
+        outs.append(model.moe_adaptor.forward_items(seq, model.text_embeddings))
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], model.moe_adaptor.forward_items(seq, model.text_embeddings))

@@ -12,8 +12,9 @@ from tedrec_fast.models.moe import MoEModulation
 N_ITEMS, N, TEXT_DIM, D = 30, 6, 16, 12
 
 
-def make_moe(dropout: float, n_positions: int, dtype: torch.dtype = torch.float32) -> MoEModulation:
-    moe = MoEModulation(8, TEXT_DIM, D, dropout, n_positions).to(dtype)
+def make_moe(dropout: float, n_positions: int, dtype: torch.dtype = torch.float32,
+             reference: bool = False) -> MoEModulation:
+    moe = MoEModulation(8, TEXT_DIM, D, dropout, n_positions, reference=reference).to(dtype)
     with torch.no_grad():  # non-zero modulation tables and gates (they are initialised at 0)
         for expert in moe.experts:
             expert.bias.normal_()
@@ -28,17 +29,19 @@ def items_and_table(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, t
     return items, torch.randn(N_ITEMS, TEXT_DIM, dtype=dtype)
 
 
+@pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("n_positions", [N, 1])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
-def test_eval_equals_per_position_path(n_positions, dtype, tol):
-    moe = make_moe(0.2, n_positions, dtype).eval()
+def test_eval_equals_per_position_path(n_positions, dtype, tol, reference):
+    moe = make_moe(0.2, n_positions, dtype, reference).eval()
     items, table = items_and_table(dtype)
     expected = moe(F.embedding(items, table))
     torch.testing.assert_close(moe.forward_items(items, table), expected, atol=tol, rtol=tol)
 
 
-def test_training_without_dropout_equals_per_position_path_with_gradients():
-    moe = make_moe(0.0, N).train()
+@pytest.mark.parametrize("reference", [False, True])
+def test_training_without_dropout_equals_per_position_path_with_gradients(reference):
+    moe = make_moe(0.0, N, reference=reference).train()
     items, table = items_and_table()
     outputs, grads = [], []
     for path in (lambda: moe(F.embedding(items, table)), lambda: moe.forward_items(items, table)):
@@ -53,8 +56,8 @@ def test_training_without_dropout_equals_per_position_path_with_gradients():
         torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-6)
 
 
-def test_training_with_dropout_keeps_per_position_dropout():
-    moe = make_moe(0.2, N).train()
+def test_reference_training_with_dropout_keeps_per_position_dropout():
+    moe = make_moe(0.2, N, reference=True).train()
     items, table = items_and_table()
     torch.manual_seed(3)
     expected = moe(F.embedding(items, table))

@@ -22,6 +22,11 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
 
     Parameter names follow RecBole's SASRec (``item_embedding``, ``position_embedding``, ``LayerNorm``,
     ``trm_encoder``); all of them get RecBole's init (:func:`init_recbole_weights`).
+
+    :meth:`forward` reads only each sequence's last position, so the last Transformer layer computes its
+    queries, attention output and feed-forward only there (:meth:`TransformerEncoder.forward_last`); with
+    ``reference=True`` it runs at every position and the last one is gathered (RecBole's computation and
+    order of random draws).
     """
 
     def __init__(
@@ -35,8 +40,12 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
         hidden_dropout: float,
         attn_dropout: float,
         layer_norm_eps: float = 1e-12,
+        reference: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(reference, bool):
+            raise TypeError(f"{type(self).__name__}: reference must be a bool, got {type(reference).__name__}")
+        self.reference = reference
         if n_items < 2:
             raise ValueError(f"n_items counts the padding item 0 and must be >= 2, got {n_items}")
         self.n_items = n_items
@@ -64,4 +73,9 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
                 f"{type(self).__name__}: item_seq must be (B, L) with L <= {self.max_seq_length}, "
                 f"got {tuple(item_seq.shape)}"
             )
-        return gather_last(self.encode(self.embed_sequence(item_seq), item_seq), item_seq_len)
+        input_emb = self.embed_sequence(item_seq)
+        if self.reference:
+            return gather_last(self.encode(input_emb, item_seq), item_seq_len)
+        hidden = self.add_positions(input_emb)
+        mask = causal_padding_mask(item_seq, hidden.dtype)
+        return self.trm_encoder.forward_last(hidden, mask, item_seq_len.long() - 1)

@@ -34,6 +34,12 @@ class FilterBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.feed_forward(self.LayerNorm(x + self.dropout(self.filter(x))))
 
+    def forward_last(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[arange(B), last]`` ``(B, d)``: the filter at every position (it mixes them), the residual,
+        LayerNorm and feed-forward only at positions ``last`` (``(B,)`` indices)."""
+        rows = torch.arange(x.shape[0], device=x.device)
+        return self.feed_forward(self.LayerNorm(x[rows, last] + self.dropout(self.filter(x)[rows, last])))
+
 
 class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
     """FMLP-Rec on the fused spectral-filter op.
@@ -44,12 +50,17 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
             built for it).
         hidden_size, n_layers, inner_size, hidden_dropout: the paper's defaults (64, 2, 256, 0.5).
         filter_backend: ``"auto"``, ``"triton"`` or ``"torch"`` for the spectral filters.
+        reference: run the last block's LayerNorm and feed-forward at every position (then gather the last one)
+            instead of only at each sequence's last position.
     """
 
     def __init__(self, n_items: int, max_seq_length: int = 50, hidden_size: int = 64, n_layers: int = 2,
                  inner_size: int = 256, hidden_dropout: float = 0.5, filter_backend: str = "auto",
-                 layer_norm_eps: float = 1e-12) -> None:
+                 layer_norm_eps: float = 1e-12, reference: bool = False) -> None:
         super().__init__()
+        if not isinstance(reference, bool):
+            raise TypeError(f"FMLPRec: reference must be a bool, got {type(reference).__name__}")
+        self.reference = reference
         if n_items < 2:
             raise ValueError(f"n_items counts the padding item 0 and must be >= 2, got {n_items}")
         self.n_items = n_items
@@ -66,6 +77,10 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
         if item_seq.dim() != 2 or item_seq.shape[1] != self.max_seq_length:
             raise ValueError(f"FMLPRec: item_seq must be (B, {self.max_seq_length}), got {tuple(item_seq.shape)}")
         hidden = self.add_positions(self.item_embedding(item_seq))
-        for block in self.blocks:
+        if self.reference:
+            for block in self.blocks:
+                hidden = block(hidden)
+            return gather_last(hidden, item_seq_len)
+        for block in self.blocks[:-1]:
             hidden = block(hidden)
-        return gather_last(hidden, item_seq_len)
+        return self.blocks[-1].forward_last(hidden, item_seq_len.long() - 1)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tedrec_fast.ops.moe_modulation import moe_modulation
+
 __all__ = ["ModulationExpert", "MoEModulation"]
 
 
@@ -38,14 +40,20 @@ class MoEModulation(nn.Module):
     ``w_noise``).
 
     ``forward(x)`` maps ``(B, n, text_dim)`` to ``(B, n, hidden_size)``; ``n`` must equal ``n_positions``
-    unless ``n_positions == 1``. :meth:`forward_items` computes the same from item ids and a text table,
-    projecting each distinct item once.
+    unless ``n_positions == 1``. :meth:`forward_items` computes the same from item ids and a text table: by
+    default with the op :func:`~tedrec_fast.ops.moe_modulation.moe_modulation` (its own counter-based dropout
+    masks, ``backend``), with ``reference=True`` in the public model's formulas and order of random draws.
     """
 
     noise_epsilon = 1e-2
 
-    def __init__(self, n_experts: int, text_dim: int, hidden_size: int, dropout: float, n_positions: int) -> None:
+    def __init__(self, n_experts: int, text_dim: int, hidden_size: int, dropout: float, n_positions: int,
+                 reference: bool = False, backend: str = "auto") -> None:
         super().__init__()
+        if not isinstance(reference, bool):
+            raise TypeError(f"MoEModulation: reference must be a bool, got {type(reference).__name__}")
+        self.reference = reference
+        self.backend = backend
         self.experts = nn.ModuleList(
             ModulationExpert(text_dim, hidden_size, dropout, n_positions) for _ in range(n_experts)
         )
@@ -79,7 +87,8 @@ class MoEModulation(nn.Module):
     def forward_items(self, items: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """``forward(table[items])`` for item ids ``items`` ``(B, n)`` and text vectors ``table`` ``(V, text_dim)``.
 
-        Without active dropout (eval mode, or ``dropout == 0``) each distinct item is projected once: with
+        By default: the op ``moe_modulation`` (same distribution, its own dropout masks). With ``reference=True``:
+        without active dropout (eval mode, or ``dropout == 0``) each distinct item is projected once: with
         ``u`` the item at ``(b, j)``, ``T[b, j] = sum_k g_k (lin_k(x_u) - lin_k(s_{k,j}))`` where ``lin_k(x_u)``
         is computed per distinct item, ``lin_k(s_{k,j})`` per position, and the gate logits per distinct item
         (training noise is still drawn per position). With active dropout (training, ``dropout > 0``; the
@@ -94,6 +103,12 @@ class MoEModulation(nn.Module):
             raise ValueError(
                 f"MoEModulation.forward_items: table must be (n_items, {self.w_gate.shape[0]}), "
                 f"got {tuple(table.shape)}"
+            )
+        if not self.reference:
+            return moe_modulation(
+                items, table, self.w_gate, self.w_noise, torch.stack([e.lin.weight for e in self.experts]),
+                torch.cat([e.bias for e in self.experts]), self.experts[0].dropout.p, self.training,
+                backend=self.backend,
             )
         if self.training and self.experts[0].dropout.p > 0:
             return self(F.embedding(items, table))

@@ -19,6 +19,8 @@ class SASRec(DotProductHead, SASRecBackbone):
         max_seq_length: the longest input sequence.
         hidden_size, n_layers, n_heads, inner_size: Transformer sizes (RecBole defaults).
         hidden_dropout, attn_dropout: dropout on hidden states and on attention probabilities.
+        reference: run the last Transformer layer at every position (RecBole's computation) instead of only
+            at each sequence's last position.
     """
 
     def __init__(
@@ -31,7 +33,9 @@ class SASRec(DotProductHead, SASRecBackbone):
         inner_size: int = 256,
         hidden_dropout: float = 0.5,
         attn_dropout: float = 0.5,
+        reference: bool = False,
     ) -> None:
         super().__init__(
-            n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
+            n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout,
+            reference=reference,
         )

@@ -42,6 +42,11 @@ class TedRec(SASRecBackbone):
         use_gates: False = "w/o AG": ``V = E2 + F`` instead of the dual gates.
         use_item_filter: False = "w/o IF": raw ID embeddings ``E`` instead of the filtered ``E2``.
         use_spectral_fusion: False = "w/o TF": ``F = T * E`` (time domain) instead of the spectral product.
+        reference: the public implementation's computation step for step: the MoE modulation in its eager
+            formulas with ``nn.Dropout`` masks drawn in its order, the last Transformer layer at every position.
+            Default (False): the fast path: the op :func:`~tedrec_fast.ops.moe_modulation.moe_modulation` (its
+            own counter-based masks) and the last layer only at each sequence's last position.
+        moe_backend: backend of the MoE-modulation op (``"auto"``, ``"triton"``, ``"cpp"``, ``"torch"``).
     """
 
     def __init__(
@@ -63,9 +68,12 @@ class TedRec(SASRecBackbone):
         use_gates: bool = True,
         use_item_filter: bool = True,
         use_spectral_fusion: bool = True,
+        reference: bool = False,
+        moe_backend: str = "auto",
     ) -> None:
         super().__init__(
-            n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
+            n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout,
+            reference=reference,
         )
         text = torch.as_tensor(text_embeddings)
         if text.dim() != 2 or text.shape[0] != n_items:
@@ -77,7 +85,8 @@ class TedRec(SASRecBackbone):
         self.register_buffer("text_embeddings", text)
         self.temperature = temperature
         self.moe_adaptor = MoEModulation(
-            n_experts, text.shape[1], hidden_size, adaptor_dropout, max_seq_length if use_moe_modulation else 1
+            n_experts, text.shape[1], hidden_size, adaptor_dropout, max_seq_length if use_moe_modulation else 1,
+            reference=reference, backend=moe_backend,
         )
         if use_gates and use_item_filter and use_spectral_fusion:
             self.fusion = FusedSpectralFusion(max_seq_length, hidden_size, backend=fusion_backend)

@@ -96,6 +96,21 @@ class MultiHeadAttention(nn.Module):
         context = context.transpose(1, 2).reshape(x.shape)
         return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
 
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` at one position per sequence only: ``(B, d)`` rows ``last`` (``(B,)`` indices) of it.
+
+        Keys and values are computed at every position, the query, attention output and residual only at ``last``.
+        """
+        rows = torch.arange(x.shape[0], device=x.device)
+        x_last = x[rows, last]
+        q = self._heads(self.query(x_last).unsqueeze(1))
+        k, v = self._heads(self.key(x)), self._heads(self.value(x))
+        mask = attn_mask[rows, :, last].unsqueeze(2)  # (B, 1, 1, L): the mask rows of the queries at ``last``
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask.to(q.dtype), dropout_p=self.attn_dropout if self.training else 0.0
+        )
+        return self.LayerNorm(self.out_dropout(self.dense(context.reshape(x_last.shape))) + x_last)
+
 
 class FeedForward(nn.Module):
     """Position-wise FFN with residual and post-LayerNorm: ``LN(x + Dropout(W2 GELU(W1 x)))``."""
@@ -124,6 +139,10 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         return self.feed_forward(self.multi_head_attention(x, attn_mask))
 
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """``forward(x, attn_mask)[arange(B), last]``, computing queries, attention output and FFN only there."""
+        return self.feed_forward(self.multi_head_attention.forward_last(x, attn_mask, last))
+
 
 class TransformerEncoder(nn.Module):
     """A stack of ``n_layers`` :class:`TransformerLayer`; ``forward(x (B, L, d), mask (B, 1, L, L))``."""
@@ -148,3 +167,10 @@ class TransformerEncoder(nn.Module):
         for layer in self.layer:
             x = layer(x, attn_mask)
         return x
+
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """``forward(x, attn_mask)[arange(B), last]`` ``(B, d)``: every layer but the last at all positions, the
+        last layer's queries, attention output and feed-forward only at positions ``last`` (``(B,)`` indices)."""
+        for layer in self.layer[:-1]:
+            x = layer(x, attn_mask)
+        return self.layer[-1].forward_last(x, attn_mask, last)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tedrec_fast.config import RunConfig
+from tedrec_fast.config import CPU_SCHEDULE, RunConfig
 from tedrec_fast.parallel import to_catalog_parallel
 from tedrec_fast.train.checkpoint import seed_everything
 from tedrec_fast.train.distributed import DistContext, init_distributed
@@ -38,8 +38,6 @@ from tedrec_fast.train.trainer import BEST_NAME, CATALOG_NEEDS_PROCESSES, Traine
 __all__ = ["CPU_SCHEDULE", "apply_cpu_schedule", "load_data", "build_recommender", "fusion_backend_name",
            "train_run", "train_record", "evaluate_run", "encode_run"]
 
-#: TrainConfig settings that replace unset ones when training on a CPU (see the module docstring)
-CPU_SCHEDULE: dict[str, Any] = {"epochs": 2, "batch_size": 256, "max_steps_per_epoch": 20}
 _PAPER_HINT = "tedrec-fast train --epochs 300 --batch-size 2048 --max-steps-per-epoch 0"
 
 

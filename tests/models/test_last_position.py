@@ -1,0 +1,81 @@
+"""The last Transformer layer computed only at each sequence's last position equals the full computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tedrec_fast.models import build_model
+from tedrec_fast.models.transformer import TransformerEncoder, causal_padding_mask, gather_last
+
+N_ITEMS, N = 31, 9
+
+
+def sequences(batch: int = 5, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, N + 1, (batch,), generator=g)
+    lengths[0] = N
+    seq = torch.randint(1, N_ITEMS, (batch, N), generator=g)
+    seq[torch.arange(N) >= lengths[:, None]] = 0
+    return seq, lengths
+
+
+@pytest.mark.parametrize("n_layers, n_heads, d", [(1, 1, 8), (2, 2, 12), (3, 3, 15)])
+def test_encoder_forward_last_equals_gathered_forward(n_layers: int, n_heads: int, d: int) -> None:
+    torch.manual_seed(n_layers)
+    encoder = TransformerEncoder(n_layers, n_heads, d, 2 * d + 1).double().eval()
+    seq, lengths = sequences()
+    x = torch.randn(len(seq), N, d, dtype=torch.float64, requires_grad=True)
+    mask = causal_padding_mask(seq, torch.float64)
+    full = gather_last(encoder(x, mask), lengths)
+    fast = encoder.forward_last(x, mask, lengths - 1)
+    torch.testing.assert_close(fast, full, atol=1e-12, rtol=1e-12)
+    weight = torch.randn_like(full)
+    grads_full = torch.autograd.grad((full * weight).sum(), [x, *encoder.parameters()])
+    grads_fast = torch.autograd.grad((fast * weight).sum(), [x, *encoder.parameters()])
+    for a, b in zip(grads_fast, grads_full):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "tedrec", "tedrec-wo-mm", "unisrec", "fmlprec"])
+def test_models_fast_forward_equals_reference(name: str) -> None:
+    text = torch.randn(N_ITEMS, 16)
+    models = []
+    for reference in (True, False):
+        torch.manual_seed(0)
+        kwargs = {"hidden_size": 12, "inner_size": 20}
+        if name.startswith("tedrec"):
+            kwargs.update(fusion_backend="torch", reference=reference)
+        elif name in ("sasrec", "fmlprec"):
+            kwargs["reference"] = reference
+        if name == "fmlprec":
+            kwargs.update(filter_backend="torch")
+        model = build_model(name, N_ITEMS, N, text, **kwargs).eval()
+        if name == "unisrec":
+            model.reference = reference
+        models.append(model)
+    seq, lengths = sequences()
+    target = torch.randint(1, N_ITEMS, (len(seq),))
+    with torch.no_grad():
+        torch.testing.assert_close(models[1](seq, lengths), models[0](seq, lengths), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(models[1].calculate_loss(seq, lengths, target),
+                                   models[0].calculate_loss(seq, lengths, target), atol=1e-5, rtol=1e-5)
+
+
+def test_reference_must_be_bool() -> None:
+    with pytest.raises(TypeError, match="reference"):
+        build_model("sasrec", N_ITEMS, N, reference="yes")
+
+
+def test_fmlprec_training_gradients_equal_without_dropout() -> None:
+    grads = []
+    seq, lengths = sequences()
+    target = torch.randint(1, N_ITEMS, (len(seq),))
+    for reference in (True, False):
+        torch.manual_seed(0)
+        model = build_model("fmlprec", N_ITEMS, N, hidden_size=8, inner_size=12, hidden_dropout=0.0,
+                            filter_backend="torch", reference=reference).double().train()
+        model.calculate_loss(seq, lengths, target).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters()})
+    for key, expected in grads[0].items():
+        torch.testing.assert_close(grads[1][key], expected, atol=1e-12, rtol=1e-9)

@@ -119,6 +119,7 @@ def _training_case(name: str, ctx: DistContext, out_dir: Path) -> dict[str, Any]
         "tile_metrics": _tile_metrics(model, data),
         "adam_rows": [tuple(trainer.optimizer.state[item_weight][k].shape) for k in ("exp_avg", "exp_avg_sq")],
         "bounds": (catalog_shard_of(model).start, catalog_shard_of(model).stop),
+        "classes": (type(model).__name__, type(model.item_embedding).__name__),  # converted by composition
     }
 
 
@@ -256,6 +257,8 @@ def test_training_equals_single_process(runs, single, name, world_size):
         lo, hi = shard_bounds(n_items, rank, world_size)
         assert results["bounds"] == (lo, hi)
         assert results["adam_rows"] == [(hi - lo, hidden)] * 2  # optimiser state of the local rows only
+        assert results["classes"] == ({"tedrec": "TedRec", "sasrec": "SASRec", "fmlprec": "FMLPRec"}[name],
+                                      "ShardedEmbedding")  # no class swap: the item table is swapped
         replicated = {k: v for k, v in results["state"].items() if k not in keys}
         _assert_states_equal(replicated, {k: v for k, v in expected["state"].items() if k not in keys})
     for key in keys:

@@ -99,9 +99,9 @@ class ParallelStrategy(ABC):
         """Entries every checkpoint of this process carries besides the run's (the shard layout)."""
         return {}
 
-    def save_last(self, state: dict[str, Any], path: Path) -> None:
-        """Write the resumable checkpoint ``state`` to ``path`` (:meth:`file_name`)."""
-        save_atomic(state, path)
+    def save_last(self, state: dict[str, Any], directory: Path, name: str) -> None:
+        """Write the resumable checkpoint ``state`` as ``name`` (:meth:`file_name`) in ``directory``."""
+        save_atomic(state, directory / self.file_name(name))
 
     @abstractmethod
     def _load_last(self, directory: Path, name: str, device: torch.device) -> dict[str, Any] | None:
@@ -203,9 +203,10 @@ class CatalogSharded(ParallelStrategy):
                             "stop": shard.stop, "n_items": shard.n_items,
                             "sharded_keys": list(sharded_state_keys(model))}}
 
-    def save_last(self, state: dict[str, Any], path: Path) -> None:
+    def save_last(self, state: dict[str, Any], directory: Path, name: str) -> None:
         """Keep the previous file as ``.prev`` first: the processes save one after another, and a kill between
         their saves must leave an epoch every process holds."""
+        path = directory / self.file_name(name)
         if path.is_file():
             os.replace(path, previous_file(path))
         save_atomic(state, path)

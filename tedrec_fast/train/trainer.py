@@ -407,7 +407,8 @@ class Trainer:
                 "records": self.records,
                 **self._common(),
             },
-            self._path(CHECKPOINT_NAME),
+            self.output_dir,
+            CHECKPOINT_NAME,
         )
         if improved:
             self._save_best()

@@ -44,13 +44,11 @@ from tedrec_fast.train.strategy import (
     CATALOG_NEEDS_PROCESSES,
     load_sharded_checkpoint,
     previous_file,
-    shard_file_name,
     strategy_for,
 )
 
 __all__ = ["Trainer", "TrainResult", "DatasetLike", "TrainingDiverged", "SELECTION_METRIC", "CHECKPOINT_NAME",
-           "BEST_NAME", "LOG_NAME", "RESUMABLE_SETTINGS", "CATALOG_NEEDS_PROCESSES", "shard_file_name",
-           "load_run_checkpoint"]
+           "BEST_NAME", "LOG_NAME", "RESUMABLE_SETTINGS", "CATALOG_NEEDS_PROCESSES", "load_run_checkpoint"]
 
 #: early stopping and best-checkpoint selection use this valid metric
 SELECTION_METRIC = "ndcg@10"

@@ -28,7 +28,8 @@ from tedrec_fast.parallel import (
     to_catalog_parallel,
 )
 from tedrec_fast.train import DistContext, Trainer, full_sort_evaluate, load_checkpoint, seed_everything
-from tedrec_fast.train.trainer import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, load_run_checkpoint, shard_file_name
+from tedrec_fast.train.strategy import shard_file_name
+from tedrec_fast.train.trainer import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, load_run_checkpoint
 from tests.test_train_support import make_dataset
 
 #: tiny models (dropout, MoE noise and masking on: every process must draw the same random streams)
@@ -119,6 +120,7 @@ def _training_case(name: str, ctx: DistContext, out_dir: Path) -> dict[str, Any]
         "tile_metrics": _tile_metrics(model, data),
         "adam_rows": [tuple(trainer.optimizer.state[item_weight][k].shape) for k in ("exp_avg", "exp_avg_sq")],
         "bounds": (catalog_shard_of(model).start, catalog_shard_of(model).stop),
+        "classes": (type(model).__name__, type(model.item_embedding).__name__),  # converted by composition
     }
 
 
@@ -256,6 +258,8 @@ def test_training_equals_single_process(runs, single, name, world_size):
         lo, hi = shard_bounds(n_items, rank, world_size)
         assert results["bounds"] == (lo, hi)
         assert results["adam_rows"] == [(hi - lo, hidden)] * 2  # optimiser state of the local rows only
+        assert results["classes"] == ({"tedrec": "TedRec", "sasrec": "SASRec", "fmlprec": "FMLPRec"}[name],
+                                      "ShardedEmbedding")  # no class swap: the item table is swapped
         replicated = {k: v for k, v in results["state"].items() if k not in keys}
         _assert_states_equal(replicated, {k: v for k, v in expected["state"].items() if k not in keys})
     for key in keys:

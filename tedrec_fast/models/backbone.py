@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from tedrec_fast.models.base import SequentialRecommender
+from tedrec_fast.models.items import ItemEmbedding
 from tedrec_fast.models.transformer import (
     PositionalInput,
     TransformerEncoder,
@@ -51,7 +51,7 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
         self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.hidden_size = hidden_size
-        self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)
+        self.item_embedding = ItemEmbedding(n_items, hidden_size, padding_idx=0)
         self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps)
         self.trm_encoder = TransformerEncoder(
             n_layers, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, layer_norm_eps

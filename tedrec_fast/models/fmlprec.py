@@ -14,6 +14,7 @@ from torch import nn
 
 from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.heads import DotProductHead
+from tedrec_fast.models.items import ItemEmbedding
 from tedrec_fast.models.transformer import FeedForward, PositionalInput, gather_last, init_recbole_weights
 from tedrec_fast.nn import SpectralFilter
 
@@ -65,7 +66,7 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
             raise ValueError(f"n_items counts the padding item 0 and must be >= 2, got {n_items}")
         self.n_items = n_items
         self.max_seq_length = max_seq_length
-        self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)
+        self.item_embedding = ItemEmbedding(n_items, hidden_size, padding_idx=0)
         self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps)
         self.blocks = nn.ModuleList(
             FilterBlock(max_seq_length, hidden_size, inner_size, hidden_dropout, layer_norm_eps, filter_backend)

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
+from tedrec_fast.models.items import ItemEmbedding
 
 __all__ = ["DotProductHead"]
 
 
 class DotProductHead:
     """Mixin for a :class:`~tedrec_fast.models.base.SequentialRecommender` with an ``item_embedding``
-    table: scores are dot products of the sequence representation with every item row (padding row
-    included), and the loss is their cross-entropy with the next item (RecBole's SASRec CE)."""
+    table (:class:`~tedrec_fast.models.items.ItemEmbedding`): scores are dot products of the sequence
+    representation with every item row (padding row included), and the loss is their cross-entropy with the
+    next item (RecBole's SASRec CE)."""
 
-    item_embedding: nn.Embedding
+    item_embedding: ItemEmbedding
 
     def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         return self.forward(item_seq, item_seq_len)
 
     def scoring_items(self, start: int, stop: int) -> torch.Tensor:
         self.check_item_range(start, stop)
-        return self.item_embedding.weight[start:stop]
+        return self.item_embedding.rows(start, stop)
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return full_catalog_cross_entropy(
-            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=1.0, normalize=False
-        )
+        return self.item_embedding.cross_entropy(self.forward(item_seq, item_seq_len), target, temperature=1.0,
+                                                 normalize=False)

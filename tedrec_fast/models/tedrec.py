@@ -9,7 +9,6 @@ from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.fusion import AblatedSpectralFusion
 from tedrec_fast.models.moe import MoEModulation
 from tedrec_fast.nn import FusedSpectralFusion
-from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["TedRec"]
 
@@ -101,7 +100,7 @@ class TedRec(SASRecBackbone):
                 f"TedRec: item_seq must have length max_seq_length={self.max_seq_length} (right-padded with 0), "
                 f"got {item_seq.shape[1]}"
             )
-        text = self.moe_adaptor.forward_items(item_seq, self.text_embeddings)
+        text = self.moe_adaptor.forward_items(*self.item_embedding.index_rows(item_seq, self.text_embeddings))
         return self.fusion(self.item_embedding(item_seq), text)
 
     def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
@@ -109,9 +108,9 @@ class TedRec(SASRecBackbone):
 
     def scoring_items(self, start: int, stop: int) -> torch.Tensor:
         self.check_item_range(start, stop)
-        return F.normalize(self.item_embedding.weight[start:stop], dim=-1)
+        return F.normalize(self.item_embedding.rows(start, stop), dim=-1)
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return full_catalog_cross_entropy(
-            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=self.temperature
+        return self.item_embedding.cross_entropy(
+            self.forward(item_seq, item_seq_len), target, temperature=self.temperature, normalize=True
         )

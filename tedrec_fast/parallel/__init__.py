@@ -3,7 +3,8 @@
 * :mod:`tedrec_fast.parallel.catalog`: the full-catalog cross-entropy of a row-sharded item table;
 * :mod:`tedrec_fast.parallel.sharding`: row shards (:func:`shard_bounds`) and :class:`ShardedEmbedding`;
 * :mod:`tedrec_fast.parallel.models`: :func:`to_catalog_parallel`, the catalog-parallel form of a recommender
-  (``TrainConfig(catalog_parallel=True)`` under ``torchrun``).
+  (its item table swapped for a :class:`ShardedEmbedding`; ``TrainConfig(catalog_parallel=True)`` under
+  ``torchrun``, through :class:`tedrec_fast.train.strategy.CatalogSharded`).
 """
 
 from tedrec_fast.parallel.catalog import sharded_full_catalog_cross_entropy

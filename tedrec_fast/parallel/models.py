@@ -1,10 +1,11 @@
 """Catalog-parallel recommenders: the item table (and TedRec's frozen text table) sharded by rows across processes.
 
 :func:`to_catalog_parallel` turns a model built alike on every process (same seed) into its catalog-parallel
-form, in place: process ``r`` of ``W`` keeps rows ``shard_bounds(n_items, r, W)`` of ``item_embedding``
-(a :class:`~tedrec_fast.parallel.sharding.ShardedEmbedding`) and, for TedRec, of ``text_embeddings``; every
-other parameter stays whole on every process. Every process then runs the same batches: lookups of item
-rows are summed across processes, and the loss is
+form, in place and by composition: process ``r`` of ``W`` replaces the model's ``item_embedding``
+(:class:`~tedrec_fast.models.items.ItemEmbedding`) by a :class:`~tedrec_fast.parallel.sharding.ShardedEmbedding`
+of rows ``shard_bounds(n_items, r, W)`` and, for TedRec, keeps those rows of ``text_embeddings``; the model's
+class and every other parameter stay as they are. The model uses its item rows only through its item table, so
+every process then runs the same batches: lookups of item rows are summed across processes, and the loss is
 :func:`~tedrec_fast.parallel.catalog.sharded_full_catalog_cross_entropy` of the local shard (softmax
 normaliser combined with all-reduces, query gradient all-reduced). The replicated parameters therefore get
 the same gradient on every process, the whole-batch gradient of single-process training, and stay equal
@@ -28,128 +29,36 @@ from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tedrec_fast.models import FMLPRec, SASRec, TedRec
 from tedrec_fast.models.base import SequentialRecommender
-from tedrec_fast.parallel.catalog import sharded_full_catalog_cross_entropy
-from tedrec_fast.parallel.sharding import CatalogShard, ShardedEmbedding, shard_bounds, sharded_embedding_lookup
+from tedrec_fast.parallel.sharding import CatalogShard, ShardedEmbedding, shard_bounds
 
 __all__ = ["to_catalog_parallel", "catalog_shard_of", "sharded_state_keys", "merge_catalog_state_dicts",
-           "check_replicated", "clip_grad_norm_", "CatalogParallelSASRec", "CatalogParallelFMLPRec",
-           "CatalogParallelTedRec"]
+           "check_replicated", "clip_grad_norm_"]
 
-
-class _CatalogHead:
-    """Loss and eval item side of a recommender whose ``item_embedding`` is a :class:`ShardedEmbedding`.
-
-    Logits are ``query . item / temperature``, both sides L2-normalised when ``normalize_logits``.
-    """
-
-    catalog_shard: CatalogShard
-    item_embedding: ShardedEmbedding
-    normalize_logits: bool = False
-
-    def loss_temperature(self) -> float:
-        """Temperature of the training softmax (the single-process model's)."""
-        return 1.0
-
-    def check_item_range(self, start: int, stop: int) -> None:
-        """Raise unless ``[start, stop)`` is a non-empty range of this process's item rows."""
-        shard = self.catalog_shard
-        for name, value in (("start", start), ("stop", stop)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{type(self).__name__}.scoring_items: {name} must be an int, got {value!r}")
-        if not shard.start <= start < stop <= shard.stop:
-            raise ValueError(f"{type(self).__name__}.scoring_items: this process holds items [{shard.start}, "
-                             f"{shard.stop}); need {shard.start} <= start < stop <= {shard.stop}, got start={start}, "
-                             f"stop={stop}")
-
-    def scoring_items(self, start: int, stop: int) -> torch.Tensor:
-        """Item side of the eval scores for global items ``start .. stop - 1``, all held by this process."""
-        self.check_item_range(start, stop)
-        offset = self.catalog_shard.start
-        rows = self.item_embedding.weight[start - offset:stop - offset]
-        return F.normalize(rows, dim=-1) if self.normalize_logits else rows
-
-    def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The single-process model's full-catalog cross-entropy, with the catalog sharded across processes.
-
-        Under autocast both operands are rounded to the autocast dtype and the logits accumulated in float32,
-        as the single-process loss does.
-        """
-        query, rows = self.forward(item_seq, item_seq_len), self.item_embedding.weight  # type: ignore[attr-defined]
-        device = query.device.type
-        if torch.is_autocast_enabled(device):
-            low = torch.get_autocast_dtype(device)
-            query, rows = query.to(low).float(), rows.to(low).float()
-        shard = self.catalog_shard
-        with torch.autocast(device, enabled=False):
-            return sharded_full_catalog_cross_entropy(
-                query, rows, shard.start, shard.n_items, target, temperature=self.loss_temperature(),
-                normalize=self.normalize_logits, group=shard.group,
-            )
-
-
-class CatalogParallelSASRec(_CatalogHead, SASRec):
-    """:class:`~tedrec_fast.models.SASRec` in catalog-parallel form (made by :func:`to_catalog_parallel`)."""
-
-
-class CatalogParallelFMLPRec(_CatalogHead, FMLPRec):
-    """:class:`~tedrec_fast.models.FMLPRec` in catalog-parallel form (made by :func:`to_catalog_parallel`)."""
-
-
-class CatalogParallelTedRec(_CatalogHead, TedRec):
-    """:class:`~tedrec_fast.models.TedRec` in catalog-parallel form (made by :func:`to_catalog_parallel`).
-
-    ``text_embeddings`` holds the local rows of the frozen text table; a batch's text vectors are read with
-    :func:`~tedrec_fast.parallel.sharding.sharded_embedding_lookup`, once per distinct item.
-    """
-
-    normalize_logits = True
-
-    def loss_temperature(self) -> float:
-        return self.temperature
-
-    def embed_sequence(self, item_seq: torch.Tensor) -> torch.Tensor:
-        if item_seq.shape[1] != self.max_seq_length:
-            raise ValueError(
-                f"TedRec: item_seq must have length max_seq_length={self.max_seq_length} (right-padded with 0), "
-                f"got {item_seq.shape[1]}"
-            )
-        # forward_items(index, table[unique]) equals forward_items(item_seq, table) value for value
-        unique, index = torch.unique(item_seq, return_inverse=True)
-        shard = self.catalog_shard
-        text = sharded_embedding_lookup(unique, self.text_embeddings, shard.start, group=shard.group)
-        return self.fusion(self.item_embedding(item_seq), self.moe_adaptor.forward_items(index, text))
-
-
-#: single-process class -> catalog-parallel class (exact types: a subclass may change what is sharded)
-_CATALOG_CLASSES: dict[type[SequentialRecommender], type[SequentialRecommender]] = {
-    SASRec: CatalogParallelSASRec,
-    FMLPRec: CatalogParallelFMLPRec,
-    TedRec: CatalogParallelTedRec,
-}
-#: state-dict keys of the catalog-parallel classes that hold item rows
-_SHARDED_KEYS: dict[type[SequentialRecommender], tuple[str, ...]] = {
-    CatalogParallelSASRec: ("item_embedding.weight",),
-    CatalogParallelFMLPRec: ("item_embedding.weight",),
-    CatalogParallelTedRec: ("item_embedding.weight", "text_embeddings"),
+#: supported classes -> their per-item buffers sharded like ``item_embedding`` (exact types: a subclass may
+#: change what is sharded)
+_SHARDED_BUFFERS: dict[type[SequentialRecommender], tuple[str, ...]] = {
+    SASRec: (),
+    FMLPRec: (),
+    TedRec: ("text_embeddings",),
 }
 
 
 def catalog_shard_of(model: nn.Module) -> CatalogShard | None:
     """The :class:`CatalogShard` of a model converted by :func:`to_catalog_parallel`, else ``None``."""
-    return model.catalog_shard if type(model) in _SHARDED_KEYS else None
+    table = getattr(model, "item_embedding", None)
+    return table.shard if isinstance(table, ShardedEmbedding) else None
 
 
 def sharded_state_keys(model: nn.Module) -> tuple[str, ...]:
     """State-dict keys of a catalog-parallel ``model`` that hold its local item rows (the rest is replicated)."""
-    if type(model) not in _SHARDED_KEYS:
+    if not isinstance(getattr(model, "item_embedding", None), ShardedEmbedding):
         raise TypeError(f"sharded_state_keys: {type(model).__name__} is not a catalog-parallel model")
-    return _SHARDED_KEYS[type(model)]
+    return ("item_embedding.weight", *_SHARDED_BUFFERS[type(model)])
 
 
 def to_catalog_parallel(model: nn.Module, group: dist.ProcessGroup | None = None) -> SequentialRecommender:
@@ -169,11 +78,10 @@ def to_catalog_parallel(model: nn.Module, group: dist.ProcessGroup | None = None
     if isinstance(model, DistributedDataParallel):
         raise TypeError("to_catalog_parallel: the model is wrapped in DistributedDataParallel; catalog parallelism "
                         "replaces data parallelism (every process runs the whole batch): pass the bare model")
-    if type(model) in _SHARDED_KEYS:
-        raise TypeError(f"to_catalog_parallel: the model is already a {type(model).__name__}")
-    target = _CATALOG_CLASSES.get(type(model))
-    if target is None:
-        names = ", ".join(cls.__name__ for cls in _CATALOG_CLASSES)
+    if isinstance(getattr(model, "item_embedding", None), ShardedEmbedding):
+        raise TypeError(f"to_catalog_parallel: the {type(model).__name__} is already catalog-parallel")
+    if type(model) not in _SHARDED_BUFFERS:
+        names = ", ".join(cls.__name__ for cls in _SHARDED_BUFFERS)
         raise TypeError(f"to_catalog_parallel supports {names} (and TedRec's ablations), got {type(model).__name__}")
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("to_catalog_parallel needs an initialised torch.distributed process group (torchrun)")
@@ -183,10 +91,8 @@ def to_catalog_parallel(model: nn.Module, group: dist.ProcessGroup | None = None
                          "included); every process needs at least one row")
     start, stop = shard_bounds(model.n_items, rank, world_size)
     model.item_embedding = ShardedEmbedding.from_embedding(model.item_embedding, start, stop, group)
-    if isinstance(model, TedRec):
-        model.text_embeddings = model.text_embeddings[start:stop].clone()
-    model.catalog_shard = CatalogShard(start, stop, model.n_items, rank, world_size, group)
-    model.__class__ = target
+    for name in _SHARDED_BUFFERS[type(model)]:
+        setattr(model, name, getattr(model, name)[start:stop].clone())
     return model
 
 
@@ -211,13 +117,13 @@ def check_replicated(model: nn.Module) -> None:
     same values on all processes of its group (checks a sum and a sum of squares per tensor, on the model's
     device: one all-reduce of ``4 x`` the number of tensors)."""
     keys = set(sharded_state_keys(model))
-    shard = model.catalog_shard
+    group = model.item_embedding.group
     replicated = [(k, v) for k, v in model.state_dict().items() if k not in keys and v.is_floating_point()]
     if not replicated:
         return
     sums = torch.stack([torch.stack([v.double().sum(), v.double().square().sum()]) for _, v in replicated])
     extremes = torch.cat([sums, -sums])
-    dist.all_reduce(extremes, op=dist.ReduceOp.MAX, group=shard.group)
+    dist.all_reduce(extremes, op=dist.ReduceOp.MAX, group=group)
     differ = (extremes[: len(sums)] != -extremes[len(sums):]).any(dim=1)
     if bool(differ.any()):
         names = [name for (name, _), bad in zip(replicated, differ.tolist(), strict=True) if bad]
@@ -228,10 +134,8 @@ def check_replicated(model: nn.Module) -> None:
 def clip_grad_norm_(model: nn.Module, max_norm: float) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` of a catalog-parallel ``model``: the norm of the whole gradient, the
     local rows of every process included (one all-reduce); returns that norm (alike on every process)."""
-    shard = model.catalog_shard
     sharded = {id(module.weight) for module in model.modules() if isinstance(module, ShardedEmbedding)}
     grads = [(id(p) in sharded, p.grad) for p in model.parameters() if p.grad is not None]
-
     weight = model.item_embedding.weight
 
     def square_norm(local: bool) -> torch.Tensor:
@@ -241,7 +145,7 @@ def clip_grad_norm_(model: nn.Module, max_norm: float) -> torch.Tensor:
         return torch.linalg.vector_norm(torch.stack(norms)).square().to(weight.device)
 
     local = square_norm(True)
-    dist.all_reduce(local, op=dist.ReduceOp.SUM, group=shard.group)
+    dist.all_reduce(local, op=dist.ReduceOp.SUM, group=model.item_embedding.group)
     total = (square_norm(False) + local).sqrt()
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for _, grad in grads:

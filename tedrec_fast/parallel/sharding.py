@@ -3,7 +3,9 @@
 A table of ``n`` rows is split into contiguous blocks, rank ``r`` of ``W`` holding rows
 ``shard_bounds(n, r, W)``. A lookup of ids that every process holds alike (:func:`sharded_embedding_lookup`)
 reads the ids a process owns from its block, leaves zeros for the others, and sums the results across
-the processes, so every process gets the full ``table[ids]``.
+the processes, so every process gets the full ``table[ids]``. :class:`ShardedEmbedding` is the sharded form of a
+model's :class:`~tedrec_fast.models.items.ItemEmbedding` (the same methods: lookups, rows of a range of items, the
+full-catalog cross-entropy, rows of other per-item tables sharded alike).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from tedrec_fast.parallel.catalog import sharded_full_catalog_cross_entropy
 
 __all__ = ["shard_bounds", "CatalogShard", "sharded_embedding_lookup", "ShardedEmbedding"]
 
@@ -134,8 +138,52 @@ class ShardedEmbedding(nn.Module):
         shard.weight.requires_grad_(embedding.weight.requires_grad)
         return shard
 
+    @property
+    def shard(self) -> CatalogShard:
+        """The rows this process holds, and where (needs the initialised process group)."""
+        return CatalogShard(self.shard_start, self.shard_start + self.weight.shape[0], self.num_embeddings,
+                            dist.get_rank(self.group), dist.get_world_size(self.group), self.group)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return sharded_embedding_lookup(ids, self.weight, self.shard_start, self.padding_idx, self.group)
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows of the global items ``start .. stop - 1``, all held by this process."""
+        for name, value in (("start", start), ("stop", stop)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"ShardedEmbedding.rows: {name} must be an int, got {value!r}")
+        first, end = self.shard_start, self.shard_start + self.weight.shape[0]
+        if not first <= start < stop <= end:
+            raise ValueError(f"ShardedEmbedding.rows: this process holds items [{first}, {end}); need {first} <= "
+                             f"start < stop <= {end}, got start={start}, stop={stop}")
+        return self.weight[start - first:stop - first]
+
+    def cross_entropy(
+        self, query: torch.Tensor, target: torch.Tensor, *, temperature: float, normalize: bool
+    ) -> torch.Tensor:
+        """The full-catalog cross-entropy of the whole table
+        (:func:`~tedrec_fast.parallel.catalog.sharded_full_catalog_cross_entropy` of the local rows).
+
+        Under autocast both operands are rounded to the autocast dtype and the logits accumulated in float32,
+        as the single-process loss does.
+        """
+        rows, device = self.weight, query.device.type
+        if torch.is_autocast_enabled(device):
+            low = torch.get_autocast_dtype(device)
+            query, rows = query.to(low).float(), rows.to(low).float()
+        with torch.autocast(device, enabled=False):
+            return sharded_full_catalog_cross_entropy(query, rows, self.shard_start, self.num_embeddings, target,
+                                                      temperature=temperature, normalize=normalize, group=self.group)
+
+    def index_rows(self, ids: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(index, rows)`` with ``rows[index]`` the rows ``ids`` of a per-item table sharded like this one, of
+        which ``table`` holds this process's rows: the distinct ids' rows, gathered from all processes
+        (:func:`sharded_embedding_lookup`; ``ids`` alike on every process)."""
+        if table.shape[0] != self.weight.shape[0]:
+            raise ValueError(f"ShardedEmbedding.index_rows: table must hold this process's {self.weight.shape[0]} "
+                             f"rows, got {tuple(table.shape)}")
+        unique, index = torch.unique(ids, return_inverse=True)
+        return index, sharded_embedding_lookup(unique, table, self.shard_start, group=self.group)
 
     def extra_repr(self) -> str:
         stop = self.shard_start + self.weight.shape[0]

@@ -14,6 +14,11 @@ Streaming: for models that split their scores into ``scoring_query`` and ``scori
 keeps only each user's target score and its count of strictly greater scores (:func:`streaming_target_ranks`),
 so memory is ``O(chunk x tile)`` whatever the catalog size. Other models are scored a chunk at a time with
 ``full_sort_scores`` (``chunk x n_items``).
+
+Parallelism comes from the model's :class:`~tedrec_fast.train.strategy.ParallelStrategy`
+(:func:`~tedrec_fast.train.strategy.strategy_of`): which users this process scores (a share of them under data
+parallelism) and which items (its shard of the catalog under catalog parallelism, the target ranks then combined
+across processes).
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from tqdm.auto import tqdm
 
 from tedrec_fast.data.compact import CompactSplit, split_rows, split_size
 from tedrec_fast.models.base import supports_item_tiles
-from tedrec_fast.parallel import CatalogShard, catalog_shard_of
+from tedrec_fast.parallel import CatalogShard
 from tedrec_fast.train.distributed import DistContext, shard_bounds
+from tedrec_fast.train.strategy import ParallelStrategy, strategy_of
 
 __all__ = ["DEFAULT_KS", "DEFAULT_ITEM_TILE", "SplitLike", "target_ranks", "streaming_target_ranks", "rank_metric_sums",
            "metric_sums", "full_sort_evaluate", "metric_names"]
@@ -106,29 +112,25 @@ def streaming_target_ranks(
         raise ValueError(
             f"streaming_target_ranks: target must be a (B,) tensor, got {getattr(target, 'shape', target)}"
         )
-    target = target.long()
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_items):
-        raise ValueError(f"streaming_target_ranks: target must lie in [0, n_items={n_items})")
-    return _tile_ranks(score_tile, target, 0, n_items, tile_size)
+    return _tile_ranks(score_tile, target.long(), CatalogShard(0, n_items, n_items, 0, 1), tile_size)
 
 
 def _tile_ranks(
-    score_tile: Callable[[int, int], torch.Tensor],
-    target: torch.Tensor,
-    start: int,
-    stop: int,
-    tile_size: int,
-    shard: CatalogShard | None = None,
+    score_tile: Callable[[int, int], torch.Tensor], target: torch.Tensor, shard: CatalogShard, tile_size: int
 ) -> torch.Tensor:
-    """:func:`streaming_target_ranks` over the columns ``[start, stop)``, in tiles aligned at ``start``.
+    """:func:`streaming_target_ranks` over the columns ``[shard.start, shard.stop)``, in tiles aligned at
+    ``shard.start``.
 
-    Without ``shard`` these are all the columns. With ``shard`` they are this process's items: each target's
+    With a shard of one process these are all the columns. Otherwise they are this process's items: each target's
     score comes from the process that holds it (an all-reduce max, -inf elsewhere) and the counts of strictly
     greater scores are summed across processes, so every process returns the global ranks (score tiles
     must then be float32, as the evaluation makes them).
     """
+    start, stop = shard.start, shard.stop
     if target.numel() == 0:
         return target.new_empty(0)
+    if int(target.min()) < 0 or int(target.max()) >= shard.n_items:
+        raise ValueError(f"streaming_target_ranks: target must lie in [0, n_items={shard.n_items})")
 
     def bounds(tile: int) -> tuple[int, int]:
         return start + tile * tile_size, min(start + (tile + 1) * tile_size, stop)
@@ -146,14 +148,14 @@ def _tile_ranks(
         target_score[rows] = last_scores[rows, local[rows] - tile * tile_size]
     if target_score is None:  # no target among these columns (only with a shard)
         target_score = torch.full(target.shape, float("-inf"), dtype=torch.float32, device=target.device)
-    if shard is not None:
+    if shard.world_size > 1:
         torch_dist.all_reduce(target_score, op=torch_dist.ReduceOp.MAX, group=shard.group)
     greater = torch.zeros_like(target)
     n_tiles = -(-(stop - start) // tile_size)
     for tile in ([last_tile] if last_tile >= 0 else []) + [t for t in range(n_tiles) if t != last_tile]:
         scores = last_scores if tile == last_tile else score_tile(*bounds(tile))
         greater += _greater(scores, target_score.unsqueeze(1)).sum(dim=1)
-    if shard is not None:
+    if shard.world_size > 1:
         torch_dist.all_reduce(greater, op=torch_dist.ReduceOp.SUM, group=shard.group)
     return _ranks_or_never(greater, target_score)
 
@@ -198,9 +200,10 @@ def _chunk_ranks(
     mask_history: bool,
     autocast: AbstractContextManager,
     item_tile_size: int,
+    strategy: ParallelStrategy,
 ) -> torch.Tensor:
-    """Target ranks of one chunk of users: streamed over item tiles when the model supports it (over this
-    process's items, ranks combined across processes, for a catalog-parallel model)."""
+    """Target ranks of one chunk of users: streamed over item tiles when the model supports it (over the items
+    ``strategy`` gives this process, ranks combined across the processes that hold the others)."""
     if not supports_item_tiles(model):
         with autocast:
             scores = model.full_sort_scores(item_seq, item_seq_len)
@@ -213,10 +216,7 @@ def _chunk_ranks(
             scores = query @ model.scoring_items(start, stop).t()
         return _mask_scores(scores.float(), item_seq, start, mask_history)
 
-    shard = catalog_shard_of(model)
-    if shard is None:
-        return streaming_target_ranks(score_tile, target, model.n_items, item_tile_size)
-    return _tile_ranks(score_tile, target.long(), shard.start, shard.stop, item_tile_size, shard)
+    return _tile_ranks(score_tile, target.long(), strategy.item_shard(model), item_tile_size)
 
 
 @torch.no_grad()
@@ -263,14 +263,15 @@ def full_sort_evaluate(
         raise ValueError(f"full_sort_evaluate: batch_size must be a positive int, got {batch_size!r}")
     if isinstance(item_tile_size, bool) or not isinstance(item_tile_size, int) or item_tile_size < 1:
         raise ValueError(f"full_sort_evaluate: item_tile_size must be a positive int, got {item_tile_size!r}")
-    dist = dist or DistContext()
-    if dist.enabled and catalog_shard_of(model) is not None:
-        raise ValueError("full_sort_evaluate: a catalog-parallel model scores every user on every process; "
-                         "data parallelism (dist) cannot be combined with it")
+    try:
+        strategy = strategy_of(model, dist or DistContext())
+    except ValueError as err:
+        raise ValueError(f"full_sort_evaluate: {err}") from None
+    users = strategy.data
     n_users = split_size(split)
     if n_users == 0:
         raise ValueError("full_sort_evaluate: the split holds no users (0 sequences)")
-    start, stop = shard_bounds(n_users, dist.rank, dist.world_size)
+    start, stop = shard_bounds(n_users, users.rank, users.world_size)
     device = split.device if isinstance(split, CompactSplit) else split.target.device
     sums = torch.zeros(2 * len(ks), dtype=torch.float64, device=device)
     was_training = model.training
@@ -281,10 +282,11 @@ def full_sort_evaluate(
         for lo in tqdm(chunks, desc=progress, unit="chunk", leave=False, disable=progress is None):
             hi = min(lo + batch_size, stop)
             item_seq, item_seq_len, target = split_rows(split, slice(lo, hi))
-            ranks = _chunk_ranks(model, item_seq, item_seq_len, target, mask_history, autocast, item_tile_size)
+            ranks = _chunk_ranks(model, item_seq, item_seq_len, target, mask_history, autocast, item_tile_size,
+                                 strategy)
             sums += rank_metric_sums(ranks, ks)
     finally:
         model.train(was_training)
-    dist.all_reduce_sum(sums)
+    users.all_reduce_sum(sums)
     totals = sums.tolist()
     return {name: value / n_users for name, value in zip(metric_names(ks), totals, strict=True)}

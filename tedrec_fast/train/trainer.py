@@ -12,21 +12,16 @@ averaged gradient equals the single-process gradient of the whole global batch. 
 smaller than the number of processes is dropped. Evaluation metrics are all-reduced; rank 0 logs and
 writes checkpoints.
 
-With ``catalog_parallel`` (:mod:`tedrec_fast.parallel.models`) the processes split the item table instead:
-the model is converted by :func:`~tedrec_fast.parallel.to_catalog_parallel` (no DDP), every process runs the
-whole global batch with the same permutation and random streams, gradient clipping takes the norm over all
-shards, and evaluation combines the ranks of each user's target across processes. Each process writes its
-own checkpoint files (``last.rank{r}-of-{W}.pt``, ``best.rank{r}-of-{W}.pt``: replicated weights, its rows
-and their optimiser state; the previous ``last`` kept as ``.prev``, so that a kill between the processes' saves
-leaves an epoch they all hold) and resumes from them with the same number of processes;
-:func:`load_run_checkpoint` merges them into a single-process checkpoint.
+With ``catalog_parallel`` the processes split the item table instead. The trainer holds no branch for it: what
+differs (the model's form, the loss module, gradient clipping, who splits batches and users, checkpoint files,
+resuming) is asked of one :class:`~tedrec_fast.train.strategy.ParallelStrategy` (``Replicated`` or
+``CatalogSharded``, :mod:`tedrec_fast.train.strategy`); :func:`load_run_checkpoint` reads the checkpoint
+of either.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -35,29 +30,25 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from tedrec_fast.config import TrainConfig
 from tedrec_fast.data.compact import CompactSplit, split_rows, split_size
-from tedrec_fast.parallel import (
-    catalog_shard_of,
-    check_replicated,
-    merge_catalog_state_dicts,
-    sharded_state_keys,
-    to_catalog_parallel,
-)
-from tedrec_fast.parallel.models import clip_grad_norm_ as clip_catalog_grad_norm_
 from tedrec_fast.safe_files import remove_stale_temporaries
 from tedrec_fast.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_atomic, seed_everything
 from tedrec_fast.train.distributed import DistContext, shard_bounds
 from tedrec_fast.train.evaluate import SplitLike, full_sort_evaluate
 from tedrec_fast.train.lock import RunLock
 from tedrec_fast.train.report import JsonlLog
+from tedrec_fast.train.strategy import (
+    CATALOG_NEEDS_PROCESSES,
+    load_sharded_checkpoint,
+    previous_file,
+    strategy_for,
+)
 
 __all__ = ["Trainer", "TrainResult", "DatasetLike", "TrainingDiverged", "SELECTION_METRIC", "CHECKPOINT_NAME",
-           "BEST_NAME", "LOG_NAME", "RESUMABLE_SETTINGS", "CATALOG_NEEDS_PROCESSES", "shard_file_name",
-           "load_run_checkpoint"]
+           "BEST_NAME", "LOG_NAME", "RESUMABLE_SETTINGS", "CATALOG_NEEDS_PROCESSES", "load_run_checkpoint"]
 
 #: early stopping and best-checkpoint selection use this valid metric
 SELECTION_METRIC = "ndcg@10"
@@ -66,60 +57,17 @@ CHECKPOINT_NAME, BEST_NAME, LOG_NAME = "last.pt", "best.pt", "log.jsonl"
 #: settings a resumed run may change (all others must equal the saved run's: lr, seed, batch_size, model, ...)
 RESUMABLE_SETTINGS = frozenset({"epochs", "patience", "max_minutes", "progress", "log_every", "eval_batch_size",
                                 "resume", "record", "results_dir", "output_dir", "data_dir", "raw", "device"})
-#: the error of ``catalog_parallel`` in a single process
-CATALOG_NEEDS_PROCESSES = ("catalog_parallel shards the item table across processes: run under torchrun with "
-                           "--nproc_per_node 2 or more")
-
-
-def _previous(path: Path) -> Path:
-    """Where a catalog-parallel process keeps its previous ``last`` checkpoint (``last.rank0-of-2.pt.prev``)."""
-    return path.with_name(path.name + ".prev")
-
-
-def shard_file_name(name: str, rank: int | str, world_size: int | str) -> str:
-    """``"last.pt"`` -> ``"last.rank0-of-2.pt"``: the file process ``rank`` of a catalog-parallel run writes."""
-    stem, dot, suffix = name.rpartition(".")
-    return f"{stem}.rank{rank}-of-{world_size}{dot}{suffix}"
-
-
 def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint the :class:`Trainer` wrote: ``path`` itself or, when ``path`` is absent and a catalog-parallel
-    run wrote its per-process files in its place (``best.rank0-of-2.pt``, ...), those files merged.
-
-    The merged checkpoint holds ``model`` (and ``best_model``) as single-process state dicts and the other
-    entries of rank 0's file, without optimiser state.
+    run wrote its per-process files in its place (``best.rank0-of-2.pt``, ...), those files merged
+    (:func:`~tedrec_fast.train.strategy.load_sharded_checkpoint`: single-process ``model`` and ``best_model``, the
+    other entries of rank 0's file, no optimiser state).
 
     Raises:
         ValueError: no such checkpoint, or per-process files that are incomplete or of different epochs.
     """
     path = Path(path)
-    if path.is_file():
-        return load_checkpoint(path)
-    pattern = re.compile(re.escape(shard_file_name(path.name, "@", "@")).replace("@", r"(\d+)"))
-    layouts: dict[int, dict[int, Path]] = {}
-    for candidate in path.parent.glob(shard_file_name(path.name, "*", "*")):
-        match = pattern.fullmatch(candidate.name)
-        if match:
-            layouts.setdefault(int(match[2]), {})[int(match[1])] = candidate
-    if not layouts:
-        return load_checkpoint(path)  # raises: no such file
-    if len(layouts) > 1:
-        raise ValueError(f"load_run_checkpoint: {path.parent} holds catalog-parallel files of {sorted(layouts)} "
-                         f"processes for {path.name}; keep one run per directory")
-    world_size, files = layouts.popitem()
-    if sorted(files) != list(range(world_size)):
-        raise ValueError(f"load_run_checkpoint: {path.parent} lacks some of the {world_size} files "
-                         f"{shard_file_name(path.name, '*', world_size)} (has ranks {sorted(files)})")
-    states = [load_checkpoint(files[rank]) for rank in range(world_size)]
-    if len({state["epoch"] for state in states}) > 1:
-        raise ValueError(f"load_run_checkpoint: the files {shard_file_name(path.name, '*', world_size)} in "
-                         f"{path.parent} are from different epochs (an interrupted save)")
-    keys = states[0]["catalog"]["sharded_keys"]
-    merged = {k: v for k, v in states[0].items() if k not in ("optimizer", "catalog")}
-    for entry in ("model", "best_model"):
-        if merged.get(entry) is not None:
-            merged[entry] = merge_catalog_state_dicts([state[entry] for state in states], keys)
-    return merged
+    return load_checkpoint(path) if path.is_file() else load_sharded_checkpoint(path)
 
 
 class TrainingDiverged(ValueError):
@@ -207,9 +155,10 @@ class Trainer:
 
     The constructor seeds the global torch RNGs and the shuffling generator with ``config.seed`` (and sets
     deterministic mode as configured), so seed before building the model too for reproducible inits.
-    With ``config.catalog_parallel`` the constructor converts ``model`` in place
-    (:func:`~tedrec_fast.parallel.to_catalog_parallel`, unless already converted) before moving it to ``device``,
-    and checks that its replicated weights agree across processes.
+    The constructor puts ``model`` in its strategy's form on ``device`` (:attr:`strategy`,
+    :meth:`~tedrec_fast.train.strategy.ParallelStrategy.place`): with ``config.catalog_parallel`` it converts
+    ``model`` in place (:func:`~tedrec_fast.parallel.to_catalog_parallel`, unless already converted) and checks
+    that its replicated weights agree across processes.
 
     Raises:
         ValueError: ``catalog_parallel`` with one process (:data:`CATALOG_NEEDS_PROCESSES`); see also
@@ -236,33 +185,24 @@ class Trainer:
         if resume and output_dir is None:
             raise ValueError("Trainer: resume=True needs an output_dir")
         self.dist = dist or DistContext()
-        self.catalog_parallel = self.config.catalog_parallel
-        if self.catalog_parallel:
-            model = self._catalog_model(model)
-        #: the processes that split the batch and the users (one process under catalog parallelism)
-        self.data_dist = DistContext() if self.catalog_parallel else self.dist
+        #: how the processes share the work (:mod:`tedrec_fast.train.strategy`)
+        self.strategy = strategy_for(self.config.catalog_parallel, self.dist)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model = self.strategy.place(model, self.device)
         seed_everything(self.config.seed, self.config.deterministic)
-        self.model = model.to(self.device)
-        if self.catalog_parallel:
-            check_replicated(self.model)
         self.splits = {name: _to_device(getattr(dataset, name), name, self.device)
                        for name in ("train", "valid", "test")}
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.config.seed)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        loss_module = _LossModule(model)
-        if self.data_dist.enabled:
-            ids = [self.device] if self.device.type == "cuda" else None
-            loss_module = DistributedDataParallel(loss_module, device_ids=ids)
-        self.loss_module = loss_module
+        self.loss_module = self.strategy.loss_module(_LossModule(model), self.device)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.metadata = dict(metadata or {})
         self.log = JsonlLog(self.output_dir / LOG_NAME) if self.output_dir and self.dist.is_main else None
         self.lock = RunLock(self.output_dir).acquire() if self.log is not None else None
-        if self.output_dir is not None and (self.dist.is_main or self.catalog_parallel):
+        if self.output_dir is not None and self.strategy.writes_checkpoints:
             last = self._path(CHECKPOINT_NAME)
-            for target in (last, _previous(last), self._path(BEST_NAME), self.output_dir / LOG_NAME):
+            for target in (last, previous_file(last), self._path(BEST_NAME), self.output_dir / LOG_NAME):
                 remove_stale_temporaries(target)
         #: one record per completed epoch (also kept in the last checkpoint)
         self.records: list[dict[str, Any]] = []
@@ -288,31 +228,20 @@ class Trainer:
         if getattr(self, "lock", None) is not None:
             self.lock.release()
 
-    def _catalog_model(self, model: nn.Module) -> nn.Module:
-        if not self.dist.enabled:
-            raise ValueError(f"Trainer: {CATALOG_NEEDS_PROCESSES}")
-        if catalog_shard_of(model) is None:
-            model = to_catalog_parallel(model)
-        shard = catalog_shard_of(model)
-        if (shard.rank, shard.world_size) != (self.dist.rank, self.dist.world_size):
-            raise ValueError(f"Trainer: the model is sharded as rank {shard.rank} of {shard.world_size}, but dist is "
-                             f"rank {self.dist.rank} of {self.dist.world_size}")
-        return model
-
     # ------------------------------------------------------------------ training
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.config.bf16 else nullcontext()
 
     def _steps_per_epoch(self, n: int) -> int:
         batch = self.config.batch_size
-        steps = n // batch + (1 if n % batch >= self.data_dist.world_size else 0)
+        steps = n // batch + (1 if n % batch >= self.strategy.data.world_size else 0)
         if self.config.max_steps_per_epoch is not None:
             steps = min(steps, self.config.max_steps_per_epoch)
         return steps
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the (shuffled) training set; returns the mean training loss over all processes."""
-        cfg, split, data = self.config, self.splits["train"], self.data_dist
+        cfg, split, data = self.config, self.splits["train"], self.strategy.data
         n = split_size(split)
         perm = torch.randperm(n, generator=self.generator, device=self.device)
         steps = self._steps_per_epoch(n)
@@ -332,10 +261,8 @@ class Trainer:
             scale = (hi - lo) * data.world_size / global_size
             self.optimizer.zero_grad(set_to_none=True)
             (loss * scale if scale != 1 else loss).backward()
-            if cfg.grad_clip is not None and self.catalog_parallel:
-                clip_catalog_grad_norm_(self.model, cfg.grad_clip)
-            elif cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if cfg.grad_clip is not None:
+                self.strategy.clip_grad_norm_(self.model, cfg.grad_clip)
             self.optimizer.step()
             loss_sum += loss.detach().double() * (hi - lo)
             seen += hi - lo
@@ -378,7 +305,7 @@ class Trainer:
         desc = f"epoch {self.epoch + 1} valid" if split == "valid" else split
         progress = desc if cfg.progress and self.dist.is_main else None
         return full_sort_evaluate(self.model, self.splits[split], batch_size=cfg.eval_batch_size,
-                                  mask_history=cfg.mask_history, bf16=cfg.bf16, dist=self.data_dist,
+                                  mask_history=cfg.mask_history, bf16=cfg.bf16, dist=self.strategy.data,
                                   progress=progress)
 
     def fit(self) -> TrainResult:
@@ -447,19 +374,12 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _path(self, name: str) -> Path:
         """Where this process writes checkpoint ``name`` (its own file under catalog parallelism)."""
-        if self.catalog_parallel:
-            name = shard_file_name(name, self.dist.rank, self.dist.world_size)
-        return self.output_dir / name
+        return self.output_dir / self.strategy.file_name(name)
 
     def _common(self) -> dict[str, Any]:
         """What both checkpoint files carry besides weights: the run's settings (and the shard layout)."""
-        common = {"metadata": self.metadata, "train_config": asdict(self.config)}
-        if self.catalog_parallel:
-            shard = catalog_shard_of(self.model)
-            common["catalog"] = {"rank": shard.rank, "world_size": shard.world_size, "start": shard.start,
-                                 "stop": shard.stop, "n_items": shard.n_items,
-                                 "sharded_keys": list(sharded_state_keys(self.model))}
-        return common
+        return {"metadata": self.metadata, "train_config": asdict(self.config),
+                **self.strategy.checkpoint_entries(self.model)}
 
     def _save_best(self) -> None:
         save_atomic({"model": self.best_state, "epoch": self.best_epoch, "valid": self.best_valid, **self._common()},
@@ -468,12 +388,9 @@ class Trainer:
     def _save(self, improved: bool) -> None:
         """``last.pt`` (everything a resume needs, the epoch records included), then ``best.pt`` if improved, then
         the log rewritten from the records: a kill between any two leaves a state ``--resume`` repairs."""
-        if self.output_dir is None or not (self.dist.is_main or self.catalog_parallel):
+        if self.output_dir is None or not self.strategy.writes_checkpoints:
             return
-        last = self._path(CHECKPOINT_NAME)
-        if self.catalog_parallel and last.is_file():  # the processes save one after another: keep a common epoch
-            os.replace(last, _previous(last))
-        save_atomic(
+        self.strategy.save_last(
             {
                 "epoch": self.epoch,
                 "model": self.model.state_dict(),
@@ -488,7 +405,8 @@ class Trainer:
                 "records": self.records,
                 **self._common(),
             },
-            self._path(CHECKPOINT_NAME),
+            self.output_dir,
+            CHECKPOINT_NAME,
         )
         if improved:
             self._save_best()
@@ -498,41 +416,7 @@ class Trainer:
     def _resume_state(self) -> dict[str, Any] | None:
         """This process's last checkpoint, or ``None`` to start fresh; raises if the processes disagree or only
         checkpoints of another parallel layout exist."""
-        path = self._path(CHECKPOINT_NAME)
-        if self.catalog_parallel:
-            state = self._common_catalog_state(path)
-        else:
-            state = load_checkpoint(path) if path.is_file() else None
-        if state is None:
-            others = [p.name for p in self.output_dir.glob(shard_file_name(CHECKPOINT_NAME, "*", "*"))]
-            others += [CHECKPOINT_NAME] if (self.output_dir / CHECKPOINT_NAME).is_file() else []
-            if others:
-                raise ValueError(f"Trainer: cannot resume: {self.output_dir} holds {sorted(others)}, written with "
-                                 f"another parallel layout than this run's {path.name} (catalog_parallel and the "
-                                 "number of processes must match)")
-        return state
-
-    def _common_catalog_state(self, path: Path) -> dict[str, Any] | None:
-        """Under catalog parallelism, the newest epoch whose checkpoint every process holds (its last file, or the
-        previous one when a kill stopped the processes' saves part way), or ``None`` when none has any."""
-        previous = _previous(path)
-        candidates = [p for p in (path, previous) if p.is_file()]
-        states = [load_checkpoint(candidates[0])] if candidates else []
-        newest = float(states[0]["epoch"]) if states else -1.0
-        lowest, highest = self.dist.all_reduce_max(
-            torch.tensor([-newest, newest], dtype=torch.float64, device=self.device)).tolist()
-        target = -lowest
-        if highest < 0:
-            return None
-        if states and states[0]["epoch"] != target and len(candidates) > 1:
-            states = [load_checkpoint(candidates[1])]
-        held = float(bool(states) and states[0]["epoch"] == target)
-        everyone = -self.dist.all_reduce_max(torch.tensor([-held], dtype=torch.float64, device=self.device)).item()
-        if everyone < 1:  # some process lacks the target epoch
-            pattern = shard_file_name(CHECKPOINT_NAME, "*", self.dist.world_size)
-            raise ValueError(f"Trainer: cannot resume: the files {pattern} (and {pattern}.prev) in {self.output_dir} "
-                             "hold no epoch common to all processes (missing files or a damaged save)")
-        return states[0]
+        return self.strategy.load_last(self.output_dir, CHECKPOINT_NAME, self.device)
 
     def _check_settings(self, state: dict[str, Any], path: Path) -> None:
         """Refuse to resume ``state`` with settings other than the saved run's (:data:`RESUMABLE_SETTINGS` aside)."""
@@ -565,7 +449,7 @@ class Trainer:
         self.best_state = {k: v.to(self.device) for k, v in best.items()} if best is not None else None
         self.train_seconds = list(state["train_seconds"])
         self.records = [dict(r) for r in state.get("records", [])]
-        if self.best_state is not None and (self.dist.is_main or self.catalog_parallel):
+        if self.best_state is not None and self.strategy.writes_checkpoints:
             self._save_best()  # a kill may have left best.pt of an epoch after this checkpoint's
         if self.log is not None:
             self.log.write(self.records)

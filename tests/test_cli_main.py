@@ -3,12 +3,13 @@
 import json
 import sys
 import types
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from tedrec_fast.cli import main
-from tedrec_fast.config import RunConfig, load_config
+from tedrec_fast.config import RunConfig, SASRecConfig, TedRecConfig, load_config
 from tedrec_fast.train import load_checkpoint
 from tedrec_fast.train.run import CPU_SCHEDULE
 from tests.test_train_support import TinyRec, make_dataset
@@ -73,7 +74,7 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     assert "CPU short schedule" in out and "'epochs'" not in out.split("CPU short schedule")[1].split("\n")[0]
     assert "spectral_fusion backend: none" in out and "ndcg@10" in out
     assert stand_ins["prepare"] == ("ml-100k", str(tmp_path / "cache"), None, 6)
-    assert stand_ins["build"] == ("sasrec", 30, 6, {})
+    assert stand_ins["build"] == ("sasrec", 30, 6, {**asdict(SASRecConfig()), "loss_backend": "auto"})
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     (result_file,) = (tmp_path / "results").glob("train_*_cpu.json")
@@ -101,7 +102,8 @@ def test_max_steps_zero_means_no_cap_and_config_file(stand_ins, tmp_path):
     assert last["train_config"]["batch_size"] == 64
     assert last["train_config"]["max_steps_per_epoch"] is None
     assert stand_ins["encode"] == (30, "tiny", "minilm")
-    assert stand_ins["build"] == ("tedrec", 30, 6, {"fusion_backend": "auto"})
+    assert stand_ins["build"] == ("tedrec", 30, 6, {**asdict(TedRecConfig()), "fusion_backend": "auto",
+                                                    "loss_backend": "auto"})
 
 
 def test_prepare_delegates(stand_ins):

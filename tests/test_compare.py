@@ -6,12 +6,13 @@ import csv
 import json
 import sys
 import types
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from tedrec_fast.cli import main
-from tedrec_fast.config import TrainConfig
+from tedrec_fast.config import SASRecConfig, TedRecConfig, TrainConfig, TSSRConfig
 from tedrec_fast.train.compare import (
     check_model_names,
     compare_models,
@@ -115,8 +116,10 @@ def test_cli_compare(stand_ins, tmp_path, capsys):
             "--no-progress"]
     assert main(argv) == 0
     assert stand_ins["prepare"] == "online-retail"
-    assert stand_ins["build"] == [("sasrec", False, {}), ("tssr", True, {}),
-                                  ("tedrec", True, {"fusion_backend": "auto"})]
+    auto = {"loss_backend": "auto"}
+    assert stand_ins["build"] == [("sasrec", False, {**asdict(SASRecConfig()), **auto}),
+                                  ("tssr", True, {**asdict(TSSRConfig()), **auto}),
+                                  ("tedrec", True, {**asdict(TedRecConfig()), "fusion_backend": "auto", **auto})]
     assert {p.name for p in out.iterdir()} >= {"comparison.md", "comparison.csv", "comparison.png", "sasrec", "tedrec"}
     assert "Improv." in capsys.readouterr().out
     (result_file,) = (tmp_path / "results").glob("train_*_cpu.json")

@@ -16,6 +16,7 @@ from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.heads import DotProductHead
 from tedrec_fast.models.transformer import FeedForward, PositionalInput, gather_last, init_recbole_weights
 from tedrec_fast.nn import SpectralFilter
+from tedrec_fast.nn.backend_choice import check_backend_name
 
 __all__ = ["FMLPRec", "FilterBlock"]
 
@@ -44,14 +45,18 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
             built for it).
         hidden_size, n_layers, inner_size, hidden_dropout: the paper's defaults (64, 2, 256, 0.5).
         filter_backend: ``"auto"``, ``"triton"`` or ``"torch"`` for the spectral filters.
+        loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(self, n_items: int, max_seq_length: int = 50, hidden_size: int = 64, n_layers: int = 2,
                  inner_size: int = 256, hidden_dropout: float = 0.5, filter_backend: str = "auto",
-                 layer_norm_eps: float = 1e-12) -> None:
+                 layer_norm_eps: float = 1e-12, loss_backend: str = "auto") -> None:
         super().__init__()
         if n_items < 2:
             raise ValueError(f"n_items counts the padding item 0 and must be >= 2, got {n_items}")
+        check_backend_name("FMLPRec", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend
         self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)

@@ -16,6 +16,8 @@ class DotProductHead:
     included), and the loss is their cross-entropy with the next item (RecBole's SASRec CE)."""
 
     item_embedding: nn.Embedding
+    #: backend of :func:`full_catalog_cross_entropy` (set by the model's constructor)
+    loss_backend: str = "auto"
 
     def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         return self.forward(item_seq, item_seq_len)
@@ -26,5 +28,6 @@ class DotProductHead:
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return full_catalog_cross_entropy(
-            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=1.0, normalize=False
+            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=1.0, normalize=False,
+            backend=self.loss_backend,
         )

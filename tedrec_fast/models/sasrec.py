@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.heads import DotProductHead
+from tedrec_fast.nn.backend_choice import check_backend_name
 
 __all__ = ["SASRec"]
 
@@ -19,6 +20,8 @@ class SASRec(DotProductHead, SASRecBackbone):
         max_seq_length: the longest input sequence.
         hidden_size, n_layers, n_heads, inner_size: Transformer sizes (RecBole defaults).
         hidden_dropout, attn_dropout: dropout on hidden states and on attention probabilities.
+        loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(
@@ -31,7 +34,10 @@ class SASRec(DotProductHead, SASRecBackbone):
         inner_size: int = 256,
         hidden_dropout: float = 0.5,
         attn_dropout: float = 0.5,
+        loss_backend: str = "auto",
     ) -> None:
         super().__init__(
             n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
         )
+        check_backend_name("SASRec", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend

@@ -9,6 +9,7 @@ from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.fusion import AblatedSpectralFusion
 from tedrec_fast.models.moe import MoEModulation
 from tedrec_fast.nn import FusedSpectralFusion
+from tedrec_fast.nn.backend_choice import check_backend_name
 from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["TedRec"]
@@ -42,6 +43,8 @@ class TedRec(SASRecBackbone):
         use_gates: False = "w/o AG": ``V = E2 + F`` instead of the dual gates.
         use_item_filter: False = "w/o IF": raw ID embeddings ``E`` instead of the filtered ``E2``.
         use_spectral_fusion: False = "w/o TF": ``F = T * E`` (time domain) instead of the spectral product.
+        loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class TedRec(SASRecBackbone):
         use_gates: bool = True,
         use_item_filter: bool = True,
         use_spectral_fusion: bool = True,
+        loss_backend: str = "auto",
     ) -> None:
         super().__init__(
             n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
@@ -72,6 +76,8 @@ class TedRec(SASRecBackbone):
             raise ValueError(f"text_embeddings must be (n_items={n_items}, text_dim), got {tuple(text.shape)}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_backend_name("TedRec", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend
         text = text.detach().to(torch.float32).clone()
         text[0] = 0.0
         self.register_buffer("text_embeddings", text)
@@ -104,5 +110,6 @@ class TedRec(SASRecBackbone):
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return full_catalog_cross_entropy(
-            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=self.temperature
+            self.forward(item_seq, item_seq_len), self.item_embedding.weight, target, temperature=self.temperature,
+            backend=self.loss_backend,
         )

@@ -37,6 +37,7 @@ from tedrec_fast.models.transformer import (
     gather_last,
     init_recbole_weights,
 )
+from tedrec_fast.nn.backend_choice import check_backend_name
 from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["TSSR", "CrossAttentionLayer", "prefix_mask", "next_item_targets", "info_nce", "gated_fusion",
@@ -170,6 +171,8 @@ class TSSR(SequentialRecommender):
             Transformer (SASRec defaults); ``n_cross_layers``: cross-attention layers per stream.
         contrast_temperature: temperature of both InfoNCE terms (0.2).
         user_weight, item_weight: weights of ``L_user`` and ``L_item`` (1, 1).
+        loss_backend: backend of the cross-entropy :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(
@@ -188,6 +191,7 @@ class TSSR(SequentialRecommender):
         user_weight: float = 1.0,
         item_weight: float = 1.0,
         layer_norm_eps: float = 1e-12,
+        loss_backend: str = "auto",
     ) -> None:
         super().__init__()
         if n_items < 2:
@@ -201,6 +205,8 @@ class TSSR(SequentialRecommender):
             raise ValueError(f"user_weight and item_weight must be >= 0, got {user_weight}, {item_weight}")
         if n_cross_layers < 1:
             raise ValueError(f"n_cross_layers must be >= 1, got {n_cross_layers}")
+        check_backend_name("TSSR", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend
         self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.contrast_temperature = contrast_temperature
@@ -265,7 +271,8 @@ class TSSR(SequentialRecommender):
         valid = _valid_positions(item_seq_len, item_seq.shape[1])
         targets = next_item_targets(item_seq, item_seq_len, target)
         ce = full_catalog_cross_entropy(states["fused"].flatten(0, 1), self.item_representations(), targets.flatten(),
-                                        temperature=1.0, normalize=False, ignore_index=IGNORE_INDEX)
+                                        temperature=1.0, normalize=False, ignore_index=IGNORE_INDEX,
+                                        backend=self.loss_backend)
         weight = valid.unsqueeze(-1).to(states["id"].dtype)
         count = item_seq_len.view(-1, 1).to(weight.dtype)
         user_id, user_con = ((states[k] * weight).sum(1) / count for k in ("id", "content"))

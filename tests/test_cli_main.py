@@ -90,6 +90,23 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     out = capsys.readouterr().out
     test_line = next(line for line in out.splitlines() if line.startswith("test"))
     assert f"{record['test_ndcg@10']:.4f}" in test_line
+    assert record["backends"] == {"spectral_fusion": "none (no fusion layer)"}  # TinyRec runs no op
+
+    # evaluate takes the saved settings and the backend flags of train; the other backends stay as saved
+    assert main(["evaluate", "--checkpoint", str(run_dir), "--device", "cpu", "--loss-backend", "torch"]) == 0
+    assert stand_ins["build"] == ("sasrec", 30, 6, {**asdict(SASRecConfig()), "loss_backend": "torch"})
+
+
+def test_backend_flags_fill_the_backends_section():
+    from tedrec_fast.cli import _overrides, build_parser
+
+    args = build_parser().parse_args(["train", "--fusion-backend", "torch", "--full-catalog-ce-backend", "triton",
+                                      "--spectral-filter-backend", "auto"])
+    assert _overrides(args)["backends"] == {"spectral_fusion": "torch", "full_catalog_ce": "triton",
+                                            "spectral_filter": "auto"}
+    assert "backends" not in _overrides(build_parser().parse_args(["compare"]))
+    args = build_parser().parse_args(["compare", "--spectral-fusion-backend", "cuda"])
+    assert load_config(None, _overrides(args)).backends.spectral_fusion == "cuda"
 
 
 def test_max_steps_zero_means_no_cap_and_config_file(stand_ins, tmp_path):

@@ -126,6 +126,9 @@ def test_cli_compare(stand_ins, tmp_path, capsys):
     records = json.loads(result_file.read_text())
     assert [r["model"] for r in records] == ["sasrec", "tssr", "tedrec"] and all(r["op"] == "train" for r in records)
     assert records[0]["encoder"] is None and records[1]["encoder"] == "minilm"
+    stand_ins["build"].clear()  # a compared model's run evaluates with the settings it was trained with
+    assert main(["evaluate", "--checkpoint", str(out / "tssr"), "--device", "cpu", "--no-progress"]) == 0
+    assert stand_ins["build"] == [("tssr", True, {**asdict(TSSRConfig()), **auto})]
 
 
 def _record(model, dataset="online-retail", ndcg10=0.1, **extra):
@@ -162,7 +165,7 @@ def test_cli_compare_unknown_model_fails_fast(stand_ins, tmp_path):
     assert "prepare" not in stand_ins and not stand_ins["build"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model_args: {hidden_size: 8}\n")
-    with pytest.raises(ValueError, match="model_args"):
+    with pytest.warns(FutureWarning, match="model_settings"), pytest.raises(ValueError, match="model_args"):
         main(["compare", "--config", str(cfg), "--models", "sasrec", "--device", "cpu", "--data-dir", str(tmp_path)])
 
 

@@ -381,6 +381,7 @@ class RunConfig:
         owner = "RunConfig"
         for name in ("dataset", "model", "encoder", "data_dir", "device", "results_dir"):
             _check_type(owner, name, getattr(self, name), (str,))
+        model_config_class(self.model)
         _check_type(owner, "model_settings", self.model_settings, (dict,))
         for name, settings in self.model_settings.items():
             _model_config(name, settings)

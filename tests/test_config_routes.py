@@ -72,6 +72,7 @@ def test_yaml_and_flags_set_settings_and_backends_op_by_op(tmp_path):
     ("model_settings: {gru4rec: {}}", r"unknown model 'gru4rec'; choose one of tedrec"),
     ("model_settings: {sasrec: {hidden_size: 8.5}}", r"model_settings.sasrec: .*hidden_size must be an int"),
     ("model_settings: {sasrec: {hidden_size: 0}}", r"model_settings.sasrec: .*hidden_size must be >= 1"),
+    ("model: sasrek", r"unknown model 'sasrek'; choose one of tedrec, tedrec-wo-mm"),
     ("backends: {spectral_fuzion: torch}", r"backends: unknown op\(s\) \['spectral_fuzion'\]"),
     ("backends: {spectral_fusion: 3}", r"backends: spectral_fusion must be str"),
 ])

@@ -315,9 +315,6 @@ def _upgrade_legacy(values: Mapping[str, Any], model: object = None) -> tuple[di
         return values, notes  # RunConfig reports the wrong type
     backends, settings = dict(backends), {k: dict(v) if isinstance(v, Mapping) else v for k, v in settings.items()}
     old_backends: dict[str, Any] = {}
-    if "fusion_backend" in values:
-        old_backends["spectral_fusion"] = values.pop("fusion_backend")
-        notes.append(f"fusion_backend is now backends: {{spectral_fusion: {old_backends['spectral_fusion']}}}")
     if "model_args" in values:
         args = values.pop("model_args")
         if not isinstance(args, Mapping):
@@ -329,10 +326,14 @@ def _upgrade_legacy(values: Mapping[str, Any], model: object = None) -> tuple[di
         for name, kwargs in per_model.items():
             for arg, op in _LEGACY_BACKEND_ARGS.items():
                 if arg in kwargs:
-                    old_backends.setdefault(op, kwargs.pop(arg))
+                    old_backends[op] = kwargs.pop(arg)
             current = settings.get(name)
             settings[name] = {**kwargs, **(current if isinstance(current, Mapping) else {})}
         notes.append(f"model_args is now model_settings: {per_model}")
+    if "fusion_backend" in values:  # the old model_args' fusion_backend won over it, as before
+        value = values.pop("fusion_backend")
+        old_backends.setdefault("spectral_fusion", value)
+        notes.append(f"fusion_backend is now backends: {{spectral_fusion: {value}}}")
     values["backends"] = {**old_backends, **backends}
     values["model_settings"] = settings
     return values, notes

@@ -107,12 +107,13 @@ def test_old_keys_still_work_with_a_warning_naming_the_new_route(tmp_path):
 
 def test_old_checkpoint_metadata_reads_silently():
     """The metadata of runs saved before (train: flat model_args; compare: resolved arguments) still builds."""
-    old = {**RunConfig().to_dict(), "model": "tedrec", "fusion_backend": "torch",
+    old = {**RunConfig().to_dict(), "model": "tedrec", "fusion_backend": "auto",
            "model_args": {"hidden_size": 8, "fusion_backend": "torch", "n_experts": 2}}
     del old["backends"], old["model_settings"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cfg = RunConfig.from_dict(old)
+    # the model_args' fusion_backend won over the top-level one then, and does now
     assert cfg.model_kwargs()["fusion_backend"] == "torch" and cfg.model_config().n_experts == 2
 
 

@@ -24,7 +24,7 @@ from tedrec_fast.models.tedrec import TedRec
 from tedrec_fast.models.tssr import TSSR
 from tedrec_fast.models.unisrec import UniSRecStyle
 from tedrec_fast.nn import FusedSpectralFusion, SpectralFilter, model_backends
-from tedrec_fast.train.run import build_recommender, op_backends
+from tedrec_fast.train.run import build_recommender, op_backends, train_run
 
 #: constructor arguments that are not model settings: sizes of the data, and the ablation flags of the model name
 _NOT_SETTINGS = {"self", "n_items", "text_embeddings", "max_seq_length", "use_moe_modulation", "use_gates",
@@ -184,3 +184,9 @@ def test_typed_settings_check_their_types():
         TedRecConfig(temperature=True)
     with pytest.raises(ValueError, match=r"model_settings.tedrec-wo-ag: unknown setting 'use_gates'"):
         RunConfig(model_settings={"tedrec-wo-ag": {"use_gates": True}})  # the ablations are model names
+
+
+def test_catalog_parallel_refuses_a_loss_backend_it_would_ignore():
+    cfg = load_config(overrides={"catalog_parallel": True, "device": "cpu", "backends": {"full_catalog_ce": "torch"}})
+    with pytest.raises(ValueError, match=r"backends.full_catalog_ce='torch' does not apply to catalog_parallel"):
+        train_run(cfg)

@@ -159,6 +159,10 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     :data:`CPU_SCHEDULE` are replaced by the short schedule. Under ``torchrun`` every process calls this (data
     parallel, or catalog parallel with ``cfg.train.catalog_parallel``).
     """
+    cfg.model_kwargs()  # an unknown setting fails before any data is loaded
+    if cfg.train.catalog_parallel and cfg.backends.full_catalog_ce != "auto":
+        raise ValueError(f"train_run: backends.full_catalog_ce={cfg.backends.full_catalog_ce!r} does not apply to "
+                         "catalog_parallel, which computes the loss with its own sharded op (leave it auto)")
     dist, device, say = start_run(cfg, explicit)
     if cfg.train.catalog_parallel and not dist.enabled:
         raise ValueError(f"train_run: {CATALOG_NEEDS_PROCESSES}")
@@ -171,6 +175,8 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     parallel = "catalog" if cfg.train.catalog_parallel else "data"
     per_process = cfg.train.batch_size if cfg.train.catalog_parallel else cfg.train.batch_size // dist.world_size
     backends = op_backends(model, device, per_process, cfg.train.bf16)
+    if cfg.train.catalog_parallel:
+        backends["full_catalog_ce"] = "sharded (catalog parallel, tedrec_fast.parallel)"
     say(f"dataset {dataset.name}: {dataset.n_users} users, {dataset.n_items - 1} items, "
         f"{dataset.train.target.shape[0]} training sequences (data + text: {time.perf_counter() - started:.1f}s)")
     say(f"model {cfg.model} | device {device} ({_device_name(device)}) x {dist.world_size} process(es)"

@@ -8,8 +8,8 @@ mapping whose keys are field names of :class:`RunConfig` or :class:`TrainConfig`
   ``full_catalog_ce``), for every model that runs the op;
 * ``model_settings``: model name -> its settings (:data:`MODEL_CONFIGS`: :class:`TedRecConfig`,
   :class:`SASRecConfig`, :class:`FMLPRecConfig`, :class:`UniSRecConfig`, :class:`TSSRConfig`, whose defaults
-  are the models' defaults). ``train`` and ``evaluate`` read the entry of ``model``, ``compare`` that of each
-  compared model: one schema for all three.
+  the model constructors take as theirs). ``train`` and ``evaluate`` read the entry of ``model``, ``compare``
+  that of each compared model: one schema for all three.
 
 Unknown keys raise ``ValueError``. The keys of older versions are still read: ``fusion_backend`` as
 ``backends.spectral_fusion`` and ``model_args`` (constructor arguments of ``model``, or a map from model name
@@ -93,7 +93,8 @@ class OpBackends:
 
 @dataclass
 class ModelConfig:
-    """Settings of one model: the keyword arguments of its constructor, typed and checked, with its defaults.
+    """Settings of one model: the keyword arguments of its constructor, typed and checked. Their defaults are
+    the only ones: the constructor's defaults read them (``hidden_size: int = TedRecConfig.hidden_size``).
 
     The constructor's backend arguments are not settings of the model: they come from
     :class:`OpBackends` (``BACKEND_ARGS``: op -> argument), so one setting has one route.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tedrec_fast.config import FMLPRecConfig
 from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.heads import DotProductHead
 from tedrec_fast.models.transformer import FeedForward, PositionalInput, gather_last, init_recbole_weights
@@ -49,9 +50,10 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
             (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
-    def __init__(self, n_items: int, max_seq_length: int = 50, hidden_size: int = 64, n_layers: int = 2,
-                 inner_size: int = 256, hidden_dropout: float = 0.5, filter_backend: str = "auto",
-                 layer_norm_eps: float = 1e-12, loss_backend: str = "auto") -> None:
+    def __init__(self, n_items: int, max_seq_length: int = 50, hidden_size: int = FMLPRecConfig.hidden_size,
+                 n_layers: int = FMLPRecConfig.n_layers, inner_size: int = FMLPRecConfig.inner_size,
+                 hidden_dropout: float = FMLPRecConfig.hidden_dropout, filter_backend: str = "auto",
+                 layer_norm_eps: float = FMLPRecConfig.layer_norm_eps, loss_backend: str = "auto") -> None:
         super().__init__()
         if n_items < 2:
             raise ValueError(f"n_items counts the padding item 0 and must be >= 2, got {n_items}")

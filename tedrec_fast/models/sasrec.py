@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tedrec_fast.config import SASRecConfig
 from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.heads import DotProductHead
 from tedrec_fast.nn.backend_choice import check_backend_name
@@ -28,12 +29,12 @@ class SASRec(DotProductHead, SASRecBackbone):
         self,
         n_items: int,
         max_seq_length: int = 50,
-        hidden_size: int = 64,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
+        hidden_size: int = SASRecConfig.hidden_size,
+        n_layers: int = SASRecConfig.n_layers,
+        n_heads: int = SASRecConfig.n_heads,
+        inner_size: int = SASRecConfig.inner_size,
+        hidden_dropout: float = SASRecConfig.hidden_dropout,
+        attn_dropout: float = SASRecConfig.attn_dropout,
         loss_backend: str = "auto",
     ) -> None:
         super().__init__(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tedrec_fast.config import TedRecConfig
 from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.fusion import AblatedSpectralFusion
 from tedrec_fast.models.moe import MoEModulation
@@ -52,15 +53,15 @@ class TedRec(SASRecBackbone):
         n_items: int,
         text_embeddings: torch.Tensor,
         max_seq_length: int = 50,
-        hidden_size: int = 300,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
-        n_experts: int = 8,
-        adaptor_dropout: float = 0.2,
-        temperature: float = 0.07,
+        hidden_size: int = TedRecConfig.hidden_size,
+        n_layers: int = TedRecConfig.n_layers,
+        n_heads: int = TedRecConfig.n_heads,
+        inner_size: int = TedRecConfig.inner_size,
+        hidden_dropout: float = TedRecConfig.hidden_dropout,
+        attn_dropout: float = TedRecConfig.attn_dropout,
+        n_experts: int = TedRecConfig.n_experts,
+        adaptor_dropout: float = TedRecConfig.adaptor_dropout,
+        temperature: float = TedRecConfig.temperature,
         fusion_backend: str = "auto",
         use_moe_modulation: bool = True,
         use_gates: bool = True,

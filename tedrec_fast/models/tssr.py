@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tedrec_fast.config import TSSRConfig
 from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.transformer import (
     MASK_VALUE,
@@ -180,17 +181,17 @@ class TSSR(SequentialRecommender):
         n_items: int,
         text_embeddings: torch.Tensor,
         max_seq_length: int = 50,
-        hidden_size: int = 64,
-        n_layers: int = 2,
-        n_cross_layers: int = 1,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
-        contrast_temperature: float = 0.2,
-        user_weight: float = 1.0,
-        item_weight: float = 1.0,
-        layer_norm_eps: float = 1e-12,
+        hidden_size: int = TSSRConfig.hidden_size,
+        n_layers: int = TSSRConfig.n_layers,
+        n_cross_layers: int = TSSRConfig.n_cross_layers,
+        n_heads: int = TSSRConfig.n_heads,
+        inner_size: int = TSSRConfig.inner_size,
+        hidden_dropout: float = TSSRConfig.hidden_dropout,
+        attn_dropout: float = TSSRConfig.attn_dropout,
+        contrast_temperature: float = TSSRConfig.contrast_temperature,
+        user_weight: float = TSSRConfig.user_weight,
+        item_weight: float = TSSRConfig.item_weight,
+        layer_norm_eps: float = TSSRConfig.layer_norm_eps,
         loss_backend: str = "auto",
     ) -> None:
         super().__init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tedrec_fast.config import UniSRecConfig
 from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.moe import MoEModulation
 from tedrec_fast.nn.backend_choice import check_backend_name
@@ -40,15 +41,15 @@ class UniSRecStyle(SASRecBackbone):
         n_items: int,
         text_embeddings: torch.Tensor,
         max_seq_length: int = 50,
-        hidden_size: int = 300,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
-        n_experts: int = 8,
-        adaptor_dropout: float = 0.2,
-        temperature: float = 0.07,
+        hidden_size: int = UniSRecConfig.hidden_size,
+        n_layers: int = UniSRecConfig.n_layers,
+        n_heads: int = UniSRecConfig.n_heads,
+        inner_size: int = UniSRecConfig.inner_size,
+        hidden_dropout: float = UniSRecConfig.hidden_dropout,
+        attn_dropout: float = UniSRecConfig.attn_dropout,
+        n_experts: int = UniSRecConfig.n_experts,
+        adaptor_dropout: float = UniSRecConfig.adaptor_dropout,
+        temperature: float = UniSRecConfig.temperature,
         loss_backend: str = "auto",
     ) -> None:
         super().__init__(

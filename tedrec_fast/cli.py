@@ -9,8 +9,9 @@
     torchrun --nproc_per_node N -m tedrec_fast.cli train ...   # data parallel
     torchrun --nproc_per_node N -m tedrec_fast.cli train --catalog-parallel ...   # item table sharded
 
-Settings are resolved as packaged defaults < ``--config`` YAML < flags. On a CPU, ``train`` uses a short
-schedule for the settings not given (see :mod:`tedrec_fast.train.run`).
+Settings are resolved as packaged defaults < ``--config`` YAML < flags (one schema for ``train``, ``compare``
+and ``evaluate``: :mod:`tedrec_fast.config`). On a CPU, ``train`` uses a short schedule for the settings not
+given (see :mod:`tedrec_fast.train.run`).
 
 Nothing heavy (torch) is imported before the arguments are parsed, so ``--help`` answers at once. A user's
 mistake (``ValueError``, ``TypeError``, ``OSError``, a failed download) ends in one line on stderr and exit
@@ -73,7 +74,6 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
                         help="cap optimizer steps per epoch (0: no cap)")
     parser.add_argument("--max-minutes", dest="max_minutes", type=float,
                         help="wall-clock budget: start no epoch after this many minutes, then test the best weights")
-    parser.add_argument("--fusion-backend", dest="fusion_backend", help="auto, triton, cuda or torch")
     parser.add_argument("--output-dir", dest="output_dir", help="run directory (default ./runs/<dataset>-<model>)")
     parser.add_argument("--results-dir", dest="results_dir", help="where result records go (default ./bench/results)")
     for flag, text in (("resume", "continue the run in --output-dir from its last checkpoint"),
@@ -83,7 +83,24 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     _add_eval_flags(parser)
 
 
+#: backend flags: (flags, op of tedrec_fast.config.OpBackends, choices); their dest is ``backends.<op>``
+_BACKEND_FLAGS = (
+    (("--spectral-fusion-backend", "--fusion-backend"), "spectral_fusion", "auto, triton, cuda or torch"),
+    (("--spectral-filter-backend",), "spectral_filter", "auto, triton or torch"),
+    (("--full-catalog-ce-backend", "--loss-backend"), "full_catalog_ce", "auto, triton, torch-chunked or torch"),
+    (("--moe-modulation-backend",), "moe_modulation", "auto, triton, cpp or torch"),
+)
+_BACKENDS_PREFIX = "backends."
+
+
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    for flags, op, choices in _BACKEND_FLAGS:
+        parser.add_argument(*flags, dest=_BACKENDS_PREFIX + op, metavar="NAME",
+                            help=f"backend of {op} for every model that runs it: {choices} (default auto)")
+
+
 def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
+    _add_backend_flags(parser)
     parser.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, help="users per scoring chunk")
     parser.add_argument("--mask-history", dest="mask_history", action="store_true", default=None,
                         help="score the input sequence's items -inf (RecBole does not)")
@@ -131,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {k: v for k, v in vars(args).items()
               if k not in ("command", "config", "checkpoint", "models", "from_records") and v is not None}
+    backends = {k.removeprefix(_BACKENDS_PREFIX): values.pop(k) for k in list(values) if k.startswith(_BACKENDS_PREFIX)}
+    if backends:
+        values["backends"] = backends
     if values.get("max_steps_per_epoch") == 0:
         values["max_steps_per_epoch"] = None
     return values

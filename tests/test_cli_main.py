@@ -3,12 +3,13 @@
 import json
 import sys
 import types
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from tedrec_fast.cli import main
-from tedrec_fast.config import RunConfig, load_config
+from tedrec_fast.config import RunConfig, SASRecConfig, TedRecConfig, load_config
 from tedrec_fast.train import load_checkpoint
 from tedrec_fast.train.run import CPU_SCHEDULE
 from tests.test_train_support import TinyRec, make_dataset
@@ -73,7 +74,7 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     assert "CPU short schedule" in out and "'epochs'" not in out.split("CPU short schedule")[1].split("\n")[0]
     assert "spectral_fusion backend: none" in out and "ndcg@10" in out
     assert stand_ins["prepare"] == ("ml-100k", str(tmp_path / "cache"), None, 6)
-    assert stand_ins["build"] == ("sasrec", 30, 6, {})
+    assert stand_ins["build"] == ("sasrec", 30, 6, {**asdict(SASRecConfig()), "loss_backend": "auto"})
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     (result_file,) = (tmp_path / "results").glob("train_*_cpu.json")
@@ -89,6 +90,23 @@ def test_train_then_evaluate(stand_ins, tmp_path, capsys):
     out = capsys.readouterr().out
     test_line = next(line for line in out.splitlines() if line.startswith("test"))
     assert f"{record['test_ndcg@10']:.4f}" in test_line
+    assert record["backends"] == {"spectral_fusion": "none (no fusion layer)"}  # TinyRec runs no op
+
+    # evaluate takes the saved settings and the backend flags of train; the other backends stay as saved
+    assert main(["evaluate", "--checkpoint", str(run_dir), "--device", "cpu", "--loss-backend", "torch"]) == 0
+    assert stand_ins["build"] == ("sasrec", 30, 6, {**asdict(SASRecConfig()), "loss_backend": "torch"})
+
+
+def test_backend_flags_fill_the_backends_section():
+    from tedrec_fast.cli import _overrides, build_parser
+
+    args = build_parser().parse_args(["train", "--fusion-backend", "torch", "--full-catalog-ce-backend", "triton",
+                                      "--spectral-filter-backend", "auto"])
+    assert _overrides(args)["backends"] == {"spectral_fusion": "torch", "full_catalog_ce": "triton",
+                                            "spectral_filter": "auto"}
+    assert "backends" not in _overrides(build_parser().parse_args(["compare"]))
+    args = build_parser().parse_args(["compare", "--spectral-fusion-backend", "cuda"])
+    assert load_config(None, _overrides(args)).backends.spectral_fusion == "cuda"
 
 
 def test_max_steps_zero_means_no_cap_and_config_file(stand_ins, tmp_path):
@@ -101,7 +119,8 @@ def test_max_steps_zero_means_no_cap_and_config_file(stand_ins, tmp_path):
     assert last["train_config"]["batch_size"] == 64
     assert last["train_config"]["max_steps_per_epoch"] is None
     assert stand_ins["encode"] == (30, "tiny", "minilm")
-    assert stand_ins["build"] == ("tedrec", 30, 6, {"fusion_backend": "auto"})
+    assert stand_ins["build"] == ("tedrec", 30, 6, {**asdict(TedRecConfig()), "fusion_backend": "auto",
+                                                    "loss_backend": "auto"})
 
 
 def test_prepare_delegates(stand_ins):

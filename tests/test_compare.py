@@ -6,12 +6,13 @@ import csv
 import json
 import sys
 import types
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from tedrec_fast.cli import main
-from tedrec_fast.config import TrainConfig
+from tedrec_fast.config import SASRecConfig, TedRecConfig, TrainConfig, TSSRConfig
 from tedrec_fast.train.compare import (
     check_model_names,
     compare_models,
@@ -115,14 +116,19 @@ def test_cli_compare(stand_ins, tmp_path, capsys):
             "--no-progress"]
     assert main(argv) == 0
     assert stand_ins["prepare"] == "online-retail"
-    assert stand_ins["build"] == [("sasrec", False, {}), ("tssr", True, {}),
-                                  ("tedrec", True, {"fusion_backend": "auto"})]
+    auto = {"loss_backend": "auto"}
+    assert stand_ins["build"] == [("sasrec", False, {**asdict(SASRecConfig()), **auto}),
+                                  ("tssr", True, {**asdict(TSSRConfig()), **auto}),
+                                  ("tedrec", True, {**asdict(TedRecConfig()), "fusion_backend": "auto", **auto})]
     assert {p.name for p in out.iterdir()} >= {"comparison.md", "comparison.csv", "comparison.png", "sasrec", "tedrec"}
     assert "Improv." in capsys.readouterr().out
     (result_file,) = (tmp_path / "results").glob("train_*_cpu.json")
     records = json.loads(result_file.read_text())
     assert [r["model"] for r in records] == ["sasrec", "tssr", "tedrec"] and all(r["op"] == "train" for r in records)
     assert records[0]["encoder"] is None and records[1]["encoder"] == "minilm"
+    stand_ins["build"].clear()  # a compared model's run evaluates with the settings it was trained with
+    assert main(["evaluate", "--checkpoint", str(out / "tssr"), "--device", "cpu", "--no-progress"]) == 0
+    assert stand_ins["build"] == [("tssr", True, {**asdict(TSSRConfig()), **auto})]
 
 
 def _record(model, dataset="online-retail", ndcg10=0.1, **extra):
@@ -160,9 +166,9 @@ def test_cli_compare_unknown_model_fails_fast(stand_ins, tmp_path):
     assert "prepare" not in stand_ins and not stand_ins["build"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model_args: {hidden_size: 8}\n")
-    with pytest.raises(ValueError, match="model_args"):
-        main(["--debug", "compare", "--config", str(cfg), "--models", "sasrec", "--device", "cpu", "--data-dir",
-              str(tmp_path)])
+    with pytest.warns(FutureWarning, match="model_settings"), pytest.raises(ValueError, match="model_args"):
+        main(["--debug", "compare", "--config", str(cfg), "--models", "sasrec", "--device", "cpu",
+              "--data-dir", str(tmp_path)])
 
 
 def test_smoke_every_model_on_ml100k(tmp_path):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tedrec_fast.config import FMLPRecConfig
 from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.heads import DotProductHead
 from tedrec_fast.models.items import ItemEmbedding
 from tedrec_fast.models.transformer import FeedForward, PositionalInput, gather_last, init_recbole_weights
 from tedrec_fast.nn import SpectralFilter
+from tedrec_fast.nn.backend_choice import check_backend_name
 
 __all__ = ["FMLPRec", "FilterBlock"]
 
@@ -53,17 +55,23 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
         filter_backend: ``"auto"``, ``"triton"`` or ``"torch"`` for the spectral filters.
         reference: run the last block's LayerNorm and feed-forward at every position (then gather the last one)
             instead of only at each sequence's last position.
+        loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
-    def __init__(self, n_items: int, max_seq_length: int = 50, hidden_size: int = 64, n_layers: int = 2,
-                 inner_size: int = 256, hidden_dropout: float = 0.5, filter_backend: str = "auto",
-                 layer_norm_eps: float = 1e-12, reference: bool = False) -> None:
+    def __init__(self, n_items: int, max_seq_length: int = 50, hidden_size: int = FMLPRecConfig.hidden_size,
+                 n_layers: int = FMLPRecConfig.n_layers, inner_size: int = FMLPRecConfig.inner_size,
+                 hidden_dropout: float = FMLPRecConfig.hidden_dropout, filter_backend: str = "auto",
+                 layer_norm_eps: float = FMLPRecConfig.layer_norm_eps, loss_backend: str = "auto",
+                 reference: bool = False) -> None:
         super().__init__()
         if not isinstance(reference, bool):
             raise TypeError(f"FMLPRec: reference must be a bool, got {type(reference).__name__}")
         self.reference = reference
         if n_items < 2:
             raise ValueError(f"n_items counts the padding item 0 and must be >= 2, got {n_items}")
+        check_backend_name("FMLPRec", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend
         self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.item_embedding = ItemEmbedding(n_items, hidden_size, padding_idx=0)

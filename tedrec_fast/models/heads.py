@@ -16,6 +16,8 @@ class DotProductHead:
     next item (RecBole's SASRec CE)."""
 
     item_embedding: ItemEmbedding
+    #: backend of :func:`full_catalog_cross_entropy` (set by the model's constructor)
+    loss_backend: str = "auto"
 
     def scoring_query(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         return self.forward(item_seq, item_seq_len)
@@ -26,4 +28,5 @@ class DotProductHead:
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.item_embedding.cross_entropy(self.forward(item_seq, item_seq_len), target, temperature=1.0,
-                                                 normalize=False)
+                                                 normalize=False,
+                                                 backend=self.loss_backend)

@@ -30,11 +30,12 @@ class ItemEmbedding(nn.Embedding):
         return self.weight[start:stop]
 
     def cross_entropy(
-        self, query: torch.Tensor, target: torch.Tensor, *, temperature: float, normalize: bool
+        self, query: torch.Tensor, target: torch.Tensor, *, temperature: float, normalize: bool, backend: str = "auto"
     ) -> torch.Tensor:
         """Mean cross-entropy of ``query . row / temperature`` over every row (cosine when ``normalize``) with the
-        next items ``target`` (:func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`)."""
-        return full_catalog_cross_entropy(query, self.weight, target, temperature=temperature, normalize=normalize)
+        next items ``target`` (:func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy` on ``backend``)."""
+        return full_catalog_cross_entropy(query, self.weight, target, temperature=temperature, normalize=normalize,
+                                          backend=backend)
 
     def index_rows(self, ids: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(index, rows)`` with ``rows[index] == table[ids]`` for a per-item ``table`` held like this one: here

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tedrec_fast.nn.backend_choice import chosen_backend
 from tedrec_fast.ops.moe_modulation import moe_modulation
 
 __all__ = ["ModulationExpert", "MoEModulation"]
@@ -46,6 +47,7 @@ class MoEModulation(nn.Module):
     """
 
     noise_epsilon = 1e-2
+    op_name = "moe_modulation"
 
     def __init__(self, n_experts: int, text_dim: int, hidden_size: int, dropout: float, n_positions: int,
                  reference: bool = False, backend: str = "auto") -> None:
@@ -76,6 +78,16 @@ class MoEModulation(nn.Module):
             noise_std = F.softplus(logits_of(self.w_noise)) + self.noise_epsilon
             logits = logits + torch.randn_like(logits) * noise_std
         return torch.softmax(logits, dim=-1)
+
+    def chosen_backend(self, batch: int, device: torch.device | str, dtype: torch.dtype) -> str:
+        """The backend :meth:`forward_items` dispatches a batch of ``batch`` sequences to (``"reference"`` in
+        reference mode, which runs the eager formulas)."""
+        if self.reference:
+            return "reference"
+        weight = self.experts[0].lin.weight
+        sizes = (("B", batch), ("n", self.experts[0].bias.shape[1]), ("D", weight.shape[1]), ("H", weight.shape[0]),
+                 ("E", len(self.experts)))
+        return chosen_backend(self.op_name, self.backend, device, dtype, sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gates = self.gates(x)

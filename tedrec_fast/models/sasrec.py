@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from tedrec_fast.config import SASRecConfig
 from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.heads import DotProductHead
+from tedrec_fast.nn.backend_choice import check_backend_name
 
 __all__ = ["SASRec"]
 
@@ -21,21 +23,26 @@ class SASRec(DotProductHead, SASRecBackbone):
         hidden_dropout, attn_dropout: dropout on hidden states and on attention probabilities.
         reference: run the last Transformer layer at every position (RecBole's computation) instead of only
             at each sequence's last position.
+        loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(
         self,
         n_items: int,
         max_seq_length: int = 50,
-        hidden_size: int = 64,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
+        hidden_size: int = SASRecConfig.hidden_size,
+        n_layers: int = SASRecConfig.n_layers,
+        n_heads: int = SASRecConfig.n_heads,
+        inner_size: int = SASRecConfig.inner_size,
+        hidden_dropout: float = SASRecConfig.hidden_dropout,
+        attn_dropout: float = SASRecConfig.attn_dropout,
+        loss_backend: str = "auto",
         reference: bool = False,
     ) -> None:
         super().__init__(
             n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout,
             reference=reference,
         )
+        check_backend_name("SASRec", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tedrec_fast.config import TedRecConfig
 from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.fusion import AblatedSpectralFusion
 from tedrec_fast.models.moe import MoEModulation
 from tedrec_fast.nn import FusedSpectralFusion
+from tedrec_fast.nn.backend_choice import check_backend_name
 
 __all__ = ["TedRec"]
 
@@ -46,6 +48,8 @@ class TedRec(SASRecBackbone):
             Default (False): the fast path: the op :func:`~tedrec_fast.ops.moe_modulation.moe_modulation` (its
             own counter-based masks) and the last layer only at each sequence's last position.
         moe_backend: backend of the MoE-modulation op (``"auto"``, ``"triton"``, ``"cpp"``, ``"torch"``).
+        loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(
@@ -53,15 +57,15 @@ class TedRec(SASRecBackbone):
         n_items: int,
         text_embeddings: torch.Tensor,
         max_seq_length: int = 50,
-        hidden_size: int = 300,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
-        n_experts: int = 8,
-        adaptor_dropout: float = 0.2,
-        temperature: float = 0.07,
+        hidden_size: int = TedRecConfig.hidden_size,
+        n_layers: int = TedRecConfig.n_layers,
+        n_heads: int = TedRecConfig.n_heads,
+        inner_size: int = TedRecConfig.inner_size,
+        hidden_dropout: float = TedRecConfig.hidden_dropout,
+        attn_dropout: float = TedRecConfig.attn_dropout,
+        n_experts: int = TedRecConfig.n_experts,
+        adaptor_dropout: float = TedRecConfig.adaptor_dropout,
+        temperature: float = TedRecConfig.temperature,
         fusion_backend: str = "auto",
         use_moe_modulation: bool = True,
         use_gates: bool = True,
@@ -69,6 +73,7 @@ class TedRec(SASRecBackbone):
         use_spectral_fusion: bool = True,
         reference: bool = False,
         moe_backend: str = "auto",
+        loss_backend: str = "auto",
     ) -> None:
         super().__init__(
             n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout,
@@ -79,6 +84,8 @@ class TedRec(SASRecBackbone):
             raise ValueError(f"text_embeddings must be (n_items={n_items}, text_dim), got {tuple(text.shape)}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_backend_name("TedRec", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend
         text = text.detach().to(torch.float32).clone()
         text[0] = 0.0
         self.register_buffer("text_embeddings", text)
@@ -112,5 +119,6 @@ class TedRec(SASRecBackbone):
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.item_embedding.cross_entropy(
-            self.forward(item_seq, item_seq_len), target, temperature=self.temperature, normalize=True
+            self.forward(item_seq, item_seq_len), target, temperature=self.temperature, normalize=True,
+            backend=self.loss_backend
         )

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tedrec_fast.config import TSSRConfig
 from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.transformer import (
     MASK_VALUE,
@@ -37,6 +38,7 @@ from tedrec_fast.models.transformer import (
     gather_last,
     init_recbole_weights,
 )
+from tedrec_fast.nn.backend_choice import check_backend_name
 from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["TSSR", "CrossAttentionLayer", "prefix_mask", "next_item_targets", "info_nce", "gated_fusion",
@@ -170,6 +172,8 @@ class TSSR(SequentialRecommender):
             Transformer (SASRec defaults); ``n_cross_layers``: cross-attention layers per stream.
         contrast_temperature: temperature of both InfoNCE terms (0.2).
         user_weight, item_weight: weights of ``L_user`` and ``L_item`` (1, 1).
+        loss_backend: backend of the cross-entropy :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(
@@ -177,17 +181,18 @@ class TSSR(SequentialRecommender):
         n_items: int,
         text_embeddings: torch.Tensor,
         max_seq_length: int = 50,
-        hidden_size: int = 64,
-        n_layers: int = 2,
-        n_cross_layers: int = 1,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
-        contrast_temperature: float = 0.2,
-        user_weight: float = 1.0,
-        item_weight: float = 1.0,
-        layer_norm_eps: float = 1e-12,
+        hidden_size: int = TSSRConfig.hidden_size,
+        n_layers: int = TSSRConfig.n_layers,
+        n_cross_layers: int = TSSRConfig.n_cross_layers,
+        n_heads: int = TSSRConfig.n_heads,
+        inner_size: int = TSSRConfig.inner_size,
+        hidden_dropout: float = TSSRConfig.hidden_dropout,
+        attn_dropout: float = TSSRConfig.attn_dropout,
+        contrast_temperature: float = TSSRConfig.contrast_temperature,
+        user_weight: float = TSSRConfig.user_weight,
+        item_weight: float = TSSRConfig.item_weight,
+        layer_norm_eps: float = TSSRConfig.layer_norm_eps,
+        loss_backend: str = "auto",
     ) -> None:
         super().__init__()
         if n_items < 2:
@@ -201,6 +206,8 @@ class TSSR(SequentialRecommender):
             raise ValueError(f"user_weight and item_weight must be >= 0, got {user_weight}, {item_weight}")
         if n_cross_layers < 1:
             raise ValueError(f"n_cross_layers must be >= 1, got {n_cross_layers}")
+        check_backend_name("TSSR", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend
         self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.contrast_temperature = contrast_temperature
@@ -265,7 +272,8 @@ class TSSR(SequentialRecommender):
         valid = _valid_positions(item_seq_len, item_seq.shape[1])
         targets = next_item_targets(item_seq, item_seq_len, target)
         ce = full_catalog_cross_entropy(states["fused"].flatten(0, 1), self.item_representations(), targets.flatten(),
-                                        temperature=1.0, normalize=False, ignore_index=IGNORE_INDEX)
+                                        temperature=1.0, normalize=False, ignore_index=IGNORE_INDEX,
+                                        backend=self.loss_backend)
         weight = valid.unsqueeze(-1).to(states["id"].dtype)
         count = item_seq_len.view(-1, 1).to(weight.dtype)
         user_id, user_con = ((states[k] * weight).sum(1) / count for k in ("id", "content"))

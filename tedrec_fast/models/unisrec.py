@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tedrec_fast.config import UniSRecConfig
 from tedrec_fast.models.backbone import SASRecBackbone
 from tedrec_fast.models.moe import MoEModulation
+from tedrec_fast.nn.backend_choice import check_backend_name
 from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy
 
 __all__ = ["UniSRecStyle"]
@@ -30,6 +32,8 @@ class UniSRecStyle(SASRecBackbone):
         hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout: SASRec part.
         n_experts, adaptor_dropout: the MoE adaptor.
         temperature: softmax temperature of the training loss.
+        loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
+            (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
 
     def __init__(
@@ -37,15 +41,16 @@ class UniSRecStyle(SASRecBackbone):
         n_items: int,
         text_embeddings: torch.Tensor,
         max_seq_length: int = 50,
-        hidden_size: int = 300,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        inner_size: int = 256,
-        hidden_dropout: float = 0.5,
-        attn_dropout: float = 0.5,
-        n_experts: int = 8,
-        adaptor_dropout: float = 0.2,
-        temperature: float = 0.07,
+        hidden_size: int = UniSRecConfig.hidden_size,
+        n_layers: int = UniSRecConfig.n_layers,
+        n_heads: int = UniSRecConfig.n_heads,
+        inner_size: int = UniSRecConfig.inner_size,
+        hidden_dropout: float = UniSRecConfig.hidden_dropout,
+        attn_dropout: float = UniSRecConfig.attn_dropout,
+        n_experts: int = UniSRecConfig.n_experts,
+        adaptor_dropout: float = UniSRecConfig.adaptor_dropout,
+        temperature: float = UniSRecConfig.temperature,
+        loss_backend: str = "auto",
     ) -> None:
         super().__init__(
             n_items, max_seq_length, hidden_size, n_layers, n_heads, inner_size, hidden_dropout, attn_dropout
@@ -55,6 +60,8 @@ class UniSRecStyle(SASRecBackbone):
             raise ValueError(f"text_embeddings must be (n_items={n_items}, text_dim), got {tuple(text.shape)}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_backend_name("UniSRecStyle", "full_catalog_ce", loss_backend)
+        self.loss_backend = loss_backend
         text = text.detach().to(torch.float32).clone()
         text[0] = 0.0
         self.register_buffer("text_embeddings", text)
@@ -79,5 +86,6 @@ class UniSRecStyle(SASRecBackbone):
 
     def calculate_loss(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return full_catalog_cross_entropy(
-            self.forward(item_seq, item_seq_len), self.item_representations(), target, temperature=self.temperature
+            self.forward(item_seq, item_seq_len), self.item_representations(), target, temperature=self.temperature,
+            backend=self.loss_backend,
         )

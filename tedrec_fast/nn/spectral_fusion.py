@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tedrec_fast.nn.backend_choice import chosen_backend
 from tedrec_fast.ops.spectral_fusion.op import BACKENDS, spectral_fusion
 
 __all__ = ["FusedSpectralFusion", "check_module_sizes", "check_module_inputs"]
@@ -44,8 +45,12 @@ class FusedSpectralFusion(nn.Module):
         hidden_size: the embedding size ``d``.
         backend: ``"auto"``, ``"triton"``, ``"cuda"`` or ``"torch"`` (see :func:`tedrec_fast.spectral_fusion`).
 
-    ``forward(item_emb, text_emb)`` takes two ``(B, n, d)`` tensors and returns ``(B, n, d)``.
+    ``forward(item_emb, text_emb)`` takes two ``(B, n, d)`` tensors and returns ``(B, n, d)``;
+    :meth:`chosen_backend` says which backend it runs.
     """
+
+    #: the op this module runs (a field of :class:`tedrec_fast.config.OpBackends`)
+    op_name = "spectral_fusion"
 
     def __init__(self, max_seq_length: int, hidden_size: int, backend: str = "auto") -> None:
         super().__init__()
@@ -72,6 +77,11 @@ class FusedSpectralFusion(nn.Module):
             self.fusion_gating.bias,
             backend=self.backend,
         )
+
+    def chosen_backend(self, batch: int, device: torch.device | str, dtype: torch.dtype) -> str:
+        """The backend :meth:`forward` dispatches ``(batch, n, d)`` inputs of ``dtype`` on ``device`` to."""
+        sizes = (("B", batch), ("n", self.max_seq_length), ("d", self.hidden_size))
+        return chosen_backend(self.op_name, self.backend, device, dtype, sizes)
 
     def extra_repr(self) -> str:
         return f"max_seq_length={self.max_seq_length}, hidden_size={self.hidden_size}, backend={self.backend!r}"

@@ -159,14 +159,17 @@ class ShardedEmbedding(nn.Module):
         return self.weight[start - first:stop - first]
 
     def cross_entropy(
-        self, query: torch.Tensor, target: torch.Tensor, *, temperature: float, normalize: bool
+        self, query: torch.Tensor, target: torch.Tensor, *, temperature: float, normalize: bool, backend: str = "auto"
     ) -> torch.Tensor:
         """The full-catalog cross-entropy of the whole table
-        (:func:`~tedrec_fast.parallel.catalog.sharded_full_catalog_cross_entropy` of the local rows).
+        (:func:`~tedrec_fast.parallel.catalog.sharded_full_catalog_cross_entropy` of the local rows). ``backend``
+        must be ``"auto"``: the sharded loss has one implementation.
 
         Under autocast both operands are rounded to the autocast dtype and the logits accumulated in float32,
         as the single-process loss does.
         """
+        if backend != "auto":
+            raise ValueError(f"backend={backend!r}: the catalog-parallel loss has one implementation; use 'auto'")
         rows, device = self.weight, query.device.type
         if torch.is_autocast_enabled(device):
             low = torch.get_autocast_dtype(device)

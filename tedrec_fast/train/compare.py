@@ -8,7 +8,9 @@ directory: rows R@10, R@20, N@10, N@20, one column per model, plus TedRec's impr
 model in %. On a GPU (or with ``record``) each run is appended to the result records as ``"op": "train"``,
 as ``tedrec-fast train`` does.
 
-The data, text and model packages are imported inside the functions that use them.
+Each job is :mod:`tedrec_fast.train.run`'s (start, data, text, model and its settings, backends, result
+record); this module adds the loop over the models and the table. The data, text and model packages are
+imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -28,13 +30,12 @@ from torch import nn
 from tedrec_fast.config import RunConfig, TrainConfig
 from tedrec_fast.safe_files import atomic_file, atomic_save, atomic_write_bytes
 from tedrec_fast.train.checkpoint import seed_everything
-from tedrec_fast.train.distributed import DistContext, init_distributed
-from tedrec_fast.train.report import append_result_record, results_path
+from tedrec_fast.train.distributed import DistContext
 from tedrec_fast.train.trainer import Trainer, TrainResult
 
 __all__ = ["TABLE_METRICS", "REFERENCE_MODEL", "DEFAULT_MODELS", "ComparisonTable", "parse_model_list",
            "check_model_names", "comparison_table", "format_markdown", "write_comparison", "recorded_runs",
-           "compare_recorded", "compare_models", "compare_run"]
+           "compare_recorded", "compare_models", "compare_dir", "compare_run"]
 
 #: table row label -> metric key of ``full_sort_evaluate``
 TABLE_METRICS: dict[str, str] = {"R@10": "recall@10", "R@20": "recall@20", "N@10": "ndcg@10", "N@20": "ndcg@20"}
@@ -213,7 +214,7 @@ def compare_recorded(cfg: RunConfig, paths: Sequence[str | Path], models: str | 
     cut = [m for m, r in runs.items() if r.get("stop_reason") == "time budget"]
     if cut:
         notes.append(f"Stopped by the time budget, possibly before converging: {', '.join(cut)}.")
-    output_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / f"compare-{dataset}"
+    output_dir = compare_dir(cfg)
     paths_written = write_comparison(table, output_dir, title=f"{dataset}: test metrics (full sort)", notes=notes)
     print(format_markdown(table) + "".join(f"\n{note}" for note in notes))
     print("written: " + ", ".join(str(p) for p in paths_written.values()))
@@ -251,82 +252,55 @@ def compare_models(
     return results
 
 
-def _model_kwargs(cfg: RunConfig, name: str) -> dict[str, Any]:
-    kwargs = cfg.model_args.get(name) or {}
-    if not isinstance(kwargs, Mapping):
-        raise TypeError(f"model_args[{name!r}] must be a mapping of constructor overrides, got {kwargs!r}")
-    kwargs = dict(kwargs)
-    if name.startswith("tedrec"):
-        kwargs.setdefault("fusion_backend", cfg.fusion_backend)
-    return kwargs
-
-
-def _text_table(cfg: RunConfig, dataset: Any, dist: DistContext) -> torch.Tensor:
-    from tedrec_fast.text import encode_dataset_texts
-
-    if not dist.is_main:
-        dist.barrier()
-    table = encode_dataset_texts(list(dataset.item_text), dataset.name, cfg.encoder,
-                                 Path(cfg.data_dir).expanduser() / "text")
-    if dist.is_main:
-        dist.barrier()
-    return torch.as_tensor(np.asarray(table), dtype=torch.float32)
+def compare_dir(cfg: RunConfig) -> Path:
+    """The comparison directory: ``cfg.output_dir``, or ``runs/compare-<dataset>``."""
+    return Path(cfg.output_dir) if cfg.output_dir else Path("runs") / f"compare-{Path(cfg.dataset).stem}"
 
 
 def compare_run(cfg: RunConfig, models: str | Sequence[str] = DEFAULT_MODELS,
                 explicit: Collection[str] = ()) -> ComparisonTable:
     """``tedrec-fast compare``: train ``models`` on ``cfg.dataset`` with ``cfg.train``, write and print the table.
 
-    ``cfg.model`` is ignored; ``cfg.model_args`` maps a model name to its constructor overrides (e.g.
-    ``{"tssr": {"hidden_size": 32}}``); ``cfg.output_dir`` is the comparison directory (default
-    ``runs/compare-<dataset>``). On a CPU the unset settings of the short schedule apply, as for ``train``.
+    ``cfg.model`` is ignored; each model is built as ``tedrec-fast train`` builds it, with its entry of
+    ``cfg.model_settings`` and ``cfg.backends`` (:func:`tedrec_fast.train.run.build_recommender`);
+    ``cfg.output_dir`` is the comparison directory (:func:`compare_dir`). On a CPU the unset settings of the
+    short schedule apply, as for ``train``.
 
     Raises:
-        ValueError: an unknown model name, or a ``model_args`` key that is not a compared model (checked
-            before any data is loaded).
+        ValueError: an unknown model name, a bad setting, or settings for a model that is not compared
+            (checked before any data is loaded).
     """
-    from tedrec_fast.models import MODEL_NAMES, build_model, needs_text_embeddings
+    from tedrec_fast.models import MODEL_NAMES, needs_text_embeddings
     from tedrec_fast.train import run
 
     names = parse_model_list(models)
     check_model_names(names, MODEL_NAMES)
-    stray = sorted(set(cfg.model_args) - set(names))
+    stray = sorted({name.lower() for name in cfg.model_settings} - set(names))
     if stray:
-        raise ValueError(f"model_args: compare reads model name -> overrides; {', '.join(stray)} is not a compared "
-                         f"model ({', '.join(names)})")
+        raise ValueError(f"model_settings (model_args before): settings for {', '.join(stray)}, which is not a "
+                         f"compared model ({', '.join(names)})")
     for name in names:
-        _model_kwargs(cfg, name)
-    dist, device = init_distributed(cfg.device)
-    say = print if dist.is_main else (lambda *a, **k: None)
-    if device.type == "cpu":
-        changed = run.apply_cpu_schedule(cfg, explicit)
-        if changed:
-            say(f"CPU short schedule: {changed}")
-    output_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / f"compare-{Path(cfg.dataset).stem}"
+        cfg.model_kwargs(name)
+    dist, device, say = run.start_run(cfg, explicit)
+    output_dir = compare_dir(cfg)
     dataset = run.load_data(cfg, dist)
-    text = _text_table(cfg, dataset, dist) if any(needs_text_embeddings(n) for n in names) else None
+    text = run.load_text_embeddings(cfg, dataset, dist, names)
     say(f"dataset {dataset.name}: {dataset.n_users} users, {dataset.n_items - 1} items | models {', '.join(names)} "
         f"| device {device} | output {output_dir}")
 
     def build(name: str) -> nn.Module:
-        return build_model(name, dataset.n_items, cfg.max_seq_length,
-                           text if needs_text_embeddings(name) else None, **_model_kwargs(cfg, name))
+        return run.build_recommender(cfg, dataset.n_items, text, name)
 
     def metadata(name: str) -> dict[str, Any]:
-        return {**cfg.to_dict(), "model": name, "model_args": _model_kwargs(cfg, name),
-                "output_dir": str(output_dir / name)}
+        return {**cfg.to_dict(), "model": name, "output_dir": str(output_dir / name)}
 
     def record(name: str, model: nn.Module, result: TrainResult) -> None:
         say(f"{name}: best epoch {result.best_epoch} of {result.epochs_run}, "
             f"test ndcg@10 {result.test['ndcg@10']:.4f} ({result.seconds_per_epoch:.1f}s per epoch; "
             f"stopped by {result.stop_reason})")
-        if not dist.is_main or not (device.type == "cuda" or cfg.record):
-            return
-        backend = run.fusion_backend_name(model, device, cfg.train.batch_size // dist.world_size, cfg.train.bf16)
-        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        append_result_record(results_path(cfg.results_dir, device_name),
-                             run.train_record(cfg, dataset.name, name, device, dist, backend, result,
-                                              text_used=needs_text_embeddings(name)))
+        backends = run.op_backends(model, device, cfg.train.batch_size // dist.world_size, cfg.train.bf16)
+        run.record_result(cfg, dataset.name, name, device, dist, backends, result,
+                          text_used=needs_text_embeddings(name))
 
     results = compare_models(dataset, names, build, cfg.train, device=device, output_dir=output_dir, dist=dist,
                              metadata=metadata, on_result=record)

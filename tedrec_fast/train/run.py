@@ -1,6 +1,9 @@
 """End-to-end runs behind ``tedrec-fast train | evaluate | encode``: data, text embeddings, model, trainer.
 
-The data, text and model packages are imported inside the functions that use them.
+The data, text and model packages are imported inside the functions that use them. ``tedrec-fast compare``
+(:mod:`tedrec_fast.train.compare`) runs its models through the same functions: :func:`start_run`,
+:func:`load_data`, :func:`load_text_embeddings`, :func:`build_recommender`, :func:`op_backends`,
+:func:`record_result`.
 
 **Short CPU schedule.** A TedRec training step at the paper's batch size (2048 sequences of 50 items,
 d = 300, full softmax) costs about a TFLOP of forward + backward work, tens of seconds on a 2-core CPU.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tedrec_fast.config import CPU_SCHEDULE, RunConfig
+from tedrec_fast.config import CPU_SCHEDULE, RunConfig, merge_settings
 from tedrec_fast.parallel import to_catalog_parallel
 from tedrec_fast.train.checkpoint import seed_everything
 from tedrec_fast.train.distributed import DistContext, init_distributed
@@ -35,8 +38,9 @@ from tedrec_fast.train.report import (
 )
 from tedrec_fast.train.trainer import BEST_NAME, CATALOG_NEEDS_PROCESSES, Trainer, TrainResult, load_run_checkpoint
 
-__all__ = ["CPU_SCHEDULE", "apply_cpu_schedule", "load_data", "build_recommender", "fusion_backend_name",
-           "train_run", "train_record", "evaluate_run", "encode_run"]
+__all__ = ["CPU_SCHEDULE", "apply_cpu_schedule", "start_run", "load_data", "load_text_embeddings",
+           "build_recommender", "op_backends", "train_run", "train_record", "record_result", "evaluate_run",
+           "encode_run"]
 
 _PAPER_HINT = "tedrec-fast train --epochs 300 --batch-size 2048 --max-steps-per-epoch 0"
 
@@ -48,6 +52,20 @@ def apply_cpu_schedule(cfg: RunConfig, explicit: Collection[str]) -> dict[str, A
         setattr(cfg.train, key, value)
     cfg.train.__post_init__()
     return changed
+
+
+def start_run(cfg: RunConfig, explicit: Collection[str]) -> tuple[DistContext, torch.device, Callable[..., None]]:
+    """Join the processes of ``torchrun`` (if any), pick the device, apply the CPU schedule there (and say so).
+
+    Returns ``(dist, device, say)``: ``say`` prints on the first process only.
+    """
+    dist, device = init_distributed(cfg.device)
+    say = print if dist.is_main else (lambda *a, **k: None)
+    if device.type == "cpu":
+        changed = apply_cpu_schedule(cfg, explicit)
+        if changed:
+            say(f"CPU short schedule: {changed} (the paper's schedule: {_PAPER_HINT})")
+    return dist, device, say
 
 
 def _text_cache(cfg: RunConfig) -> Path:
@@ -76,49 +94,56 @@ def load_data(cfg: RunConfig, dist: DistContext | None = None) -> Any:
     return dataset
 
 
-def _text_embeddings(cfg: RunConfig, dataset: Any, dist: DistContext) -> np.ndarray | None:
+def load_text_embeddings(cfg: RunConfig, dataset: Any, dist: DistContext | None = None,
+                         models: Sequence[str] | None = None) -> torch.Tensor | None:
+    """The ``(n_items, text_dim)`` float32 text table of ``dataset`` (encoded with ``cfg.encoder``, or from the
+    cache) if any of ``models`` (default: ``cfg.model``) reads text, else ``None``. Rank 0 encodes first."""
     from tedrec_fast.models import needs_text_embeddings
 
-    if not needs_text_embeddings(cfg.model):
+    if not any(needs_text_embeddings(name) for name in (models or [cfg.model])):
         return None
     from tedrec_fast.text import encode_dataset_texts
 
+    dist = dist or DistContext()
     if not dist.is_main:
         dist.barrier()
     table = encode_dataset_texts(list(dataset.item_text), dataset.name, cfg.encoder, _text_cache(cfg))
     if dist.is_main:
         dist.barrier()
-    return table
+    return torch.as_tensor(np.asarray(table), dtype=torch.float32)
 
 
-def build_recommender(cfg: RunConfig, n_items: int, text_embeddings: Any) -> torch.nn.Module:
-    """``tedrec_fast.models.build_model`` with ``cfg.model_args`` (and ``cfg.fusion_backend`` for TedRec models)."""
+def build_recommender(cfg: RunConfig, n_items: int, text_embeddings: Any, name: str | None = None) -> torch.nn.Module:
+    """Model ``name`` (default: ``cfg.model``) by ``tedrec_fast.models.build_model`` with its settings and op
+    backends from ``cfg`` (:meth:`~tedrec_fast.config.RunConfig.model_kwargs`); ``text_embeddings`` go to the
+    models that read text."""
     from tedrec_fast.models import build_model, needs_text_embeddings
 
-    kwargs = dict(cfg.model_args)
+    name = cfg.model if name is None else name
     text = None
-    if cfg.model.lower().startswith("tedrec"):
-        kwargs.setdefault("fusion_backend", cfg.fusion_backend)
-    if needs_text_embeddings(cfg.model):
+    if needs_text_embeddings(name):
         text = torch.as_tensor(np.asarray(text_embeddings), dtype=torch.float32)
-    return build_model(cfg.model, n_items, cfg.max_seq_length, text, **kwargs)
+    return build_model(name, n_items, cfg.max_seq_length, text, **cfg.model_kwargs(name))
 
 
-def fusion_backend_name(model: torch.nn.Module, device: torch.device, batch: int, bf16: bool) -> str:
-    """Which spectral-fusion backend the model's fusion layer runs for a batch of ``batch`` sequences."""
-    from tedrec_fast.nn import FusedSpectralFusion
-    from tedrec_fast.ops.dispatch import Problem, choose_backend
-    from tedrec_fast.ops.spectral_fusion.op import BACKENDS
+def op_backends(model: torch.nn.Module, device: torch.device, batch: int, bf16: bool) -> dict[str, str]:
+    """``op -> "chosen (requested 'auto')"`` for each op ``model`` runs on batches of ``batch`` sequences, as the
+    model's modules answer (:func:`tedrec_fast.nn.model_backends`). ``spectral_fusion`` is always present: for
+    a model without the fused layer it says ``none (no fusion layer)`` or names the ablation's torch module."""
+    from tedrec_fast.nn import model_backends
 
-    fusion = getattr(model, "fusion", None)
-    if fusion is None:
-        return "none (no fusion layer)"
-    if not isinstance(fusion, FusedSpectralFusion):
-        return f"torch ({type(fusion).__name__}: ablation, plain torch ops)"
     dtype = torch.bfloat16 if bf16 else torch.float32
-    sizes = (("B", batch), ("n", fusion.max_seq_length), ("d", fusion.hidden_size))
-    chosen = choose_backend(BACKENDS, fusion.backend, Problem(device, dtype, sizes), op="spectral_fusion")
-    return f"{chosen.name} (requested {fusion.backend!r})"
+    found = {op: f"{chosen} (requested {requested!r})"
+             for op, (chosen, requested) in model_backends(model, batch, device, dtype).items()}
+    if "spectral_fusion" not in found:
+        fusion = getattr(model, "fusion", None)
+        found["spectral_fusion"] = ("none (no fusion layer)" if fusion is None
+                                    else f"torch ({type(fusion).__name__}: ablation, plain torch ops)")
+    return dict(sorted(found.items(), key=lambda item: item[0] != "spectral_fusion"))
+
+
+def _describe(backends: dict[str, str]) -> str:
+    return " | ".join(f"{op} backend: {text}" for op, text in backends.items())
 
 
 def _device_name(device: torch.device) -> str:
@@ -132,28 +157,28 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     :data:`CPU_SCHEDULE` are replaced by the short schedule. Under ``torchrun`` every process calls this (data
     parallel, or catalog parallel with ``cfg.train.catalog_parallel``).
     """
-    dist, device = init_distributed(cfg.device)
+    cfg.model_kwargs()  # an unknown setting fails before any data is loaded
+    if cfg.train.catalog_parallel and cfg.backends.full_catalog_ce != "auto":
+        raise ValueError(f"train_run: backends.full_catalog_ce={cfg.backends.full_catalog_ce!r} does not apply to "
+                         "catalog_parallel, which computes the loss with its own sharded op (leave it auto)")
+    dist, device, say = start_run(cfg, explicit)
     if cfg.train.catalog_parallel and not dist.enabled:
         raise ValueError(f"train_run: {CATALOG_NEEDS_PROCESSES}")
-    say = print if dist.is_main else (lambda *a, **k: None)
-    if device.type == "cpu":
-        changed = apply_cpu_schedule(cfg, explicit)
-        if changed:
-            say(f"CPU short schedule: {changed} (the paper's schedule: {_PAPER_HINT})")
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     started = time.perf_counter()
     dataset = load_data(cfg, dist)
-    text = _text_embeddings(cfg, dataset, dist)
+    text = load_text_embeddings(cfg, dataset, dist)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     model = build_recommender(cfg, dataset.n_items, text)
     parallel = "catalog" if cfg.train.catalog_parallel else "data"
     per_process = cfg.train.batch_size if cfg.train.catalog_parallel else cfg.train.batch_size // dist.world_size
-    backend = fusion_backend_name(model, device, per_process, cfg.train.bf16)
+    backends = op_backends(model, device, per_process, cfg.train.bf16)
+    if cfg.train.catalog_parallel:
+        backends["full_catalog_ce"] = "sharded (catalog parallel, tedrec_fast.parallel)"
     say(f"dataset {dataset.name}: {dataset.n_users} users, {dataset.n_items - 1} items, "
         f"{dataset.train.target.shape[0]} training sequences (data + text: {time.perf_counter() - started:.1f}s)")
     say(f"model {cfg.model} | device {device} ({_device_name(device)}) x {dist.world_size} process(es)"
-        + (f", {parallel} parallel" if dist.enabled else "") + " | "
-        f"spectral_fusion backend: {backend} | run dir {cfg.run_dir}")
+        + (f", {parallel} parallel" if dist.enabled else "") + f" | {_describe(backends)} | run dir {cfg.run_dir}")
     trainer = Trainer(model, dataset, cfg.train, device=device, output_dir=cfg.run_dir, resume=cfg.resume,
                       dist=dist, metadata=cfg.to_dict())
     result = trainer.fit()
@@ -161,20 +186,19 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
         "epoch, evaluation excluded; "
         f"stopped by {result.stop_reason})")
     say(format_metrics_table({"valid": result.best_valid, "test": result.test}))
-    if dist.is_main and (device.type == "cuda" or cfg.record):
-        path = results_path(cfg.results_dir, _device_name(device))
-        append_result_record(path, train_record(cfg, dataset.name, cfg.model, device, dist, backend, result,
-                                                text_used=text is not None))
+    path = record_result(cfg, dataset.name, cfg.model, device, dist, backends, result, text_used=text is not None)
+    if path is not None:
         say(f"result recorded in {path}")
     return result
 
 
 def train_record(cfg: RunConfig, dataset_name: str, model_name: str, device: torch.device, dist: DistContext,
-                 backend: str, result: TrainResult, text_used: bool) -> dict[str, Any]:
+                 backends: dict[str, str], result: TrainResult, text_used: bool) -> dict[str, Any]:
     """The ``"op": "train"`` result record of one finished run (bench/results schema, README).
 
     Besides the metrics it names where and from what it ran (``commit``, ``torch``, and on a CPU ``processor``
-    and ``threads``) and the schedule (``lr``, ``seed``, ``patience``, ``max_steps_per_epoch``, ``batch_size``).
+    and ``threads``), the schedule (``lr``, ``seed``, ``patience``, ``max_steps_per_epoch``, ``batch_size``) and
+    the backends (:func:`op_backends`: ``fusion_backend`` is its ``spectral_fusion``, ``backends`` all of it).
     """
     host = {"processor": processor_name(), "threads": torch.get_num_threads()} if device.type == "cpu" else {}
     return {
@@ -183,7 +207,8 @@ def train_record(cfg: RunConfig, dataset_name: str, model_name: str, device: tor
         "dataset": dataset_name, "model": model_name, "device": _device_name(device), **host,
         "world_size": dist.world_size,
         "parallel": ("catalog" if cfg.train.catalog_parallel else "data") if dist.enabled else None,
-        "fusion_backend": backend, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "seed": cfg.train.seed,
+        "fusion_backend": backends["spectral_fusion"], "backends": dict(backends),
+        "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "seed": cfg.train.seed,
         "patience": cfg.train.patience, "max_steps_per_epoch": cfg.train.max_steps_per_epoch, "bf16": cfg.train.bf16,
         "seconds_per_epoch": result.seconds_per_epoch, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
         "stop_reason": result.stop_reason, "max_minutes": cfg.train.max_minutes,
@@ -192,26 +217,39 @@ def train_record(cfg: RunConfig, dataset_name: str, model_name: str, device: tor
     }
 
 
+def record_result(cfg: RunConfig, dataset_name: str, model_name: str, device: torch.device, dist: DistContext,
+                  backends: dict[str, str], result: TrainResult, text_used: bool) -> Path | None:
+    """Append :func:`train_record` to ``cfg.results_dir`` on a GPU, or with ``cfg.record`` (first process only);
+    returns the result file, or ``None`` when nothing was recorded."""
+    if not dist.is_main or not (device.type == "cuda" or cfg.record):
+        return None
+    path = results_path(cfg.results_dir, _device_name(device))
+    append_result_record(path, train_record(cfg, dataset_name, model_name, device, dist, backends, result,
+                                            text_used=text_used))
+    return path
+
+
 def evaluate_run(checkpoint: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Evaluate a saved run (``best.pt``, ``last.pt`` or a run directory) on valid and test; prints a table.
 
     The run's settings come from the checkpoint; ``overrides`` (``device``, ``data_dir``, ``eval_batch_size``,
-    ``mask_history``, ...) replace them. The per-process files of a catalog-parallel run are merged
-    (:func:`~tedrec_fast.train.trainer.load_run_checkpoint`); under ``torchrun`` such a run is evaluated catalog
+    ``mask_history``, ``backends``, ...) replace them (:func:`~tedrec_fast.config.merge_settings`). The
+    per-process files of a catalog-parallel run are merged (:func:`~tedrec_fast.train.trainer.load_run_checkpoint`);
+    under ``torchrun`` such a run is evaluated catalog
     parallel again (the full table only in host memory), else in one process.
     """
     path = Path(checkpoint)
     if path.is_dir():
         path = path / BEST_NAME
     state = load_run_checkpoint(path)
-    values = {**state.get("metadata", {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    cfg = RunConfig.from_dict(values)
+    saved = RunConfig.from_dict(dict(state.get("metadata", {}))).to_dict()
+    cfg = RunConfig.from_dict(merge_settings(saved, {k: v for k, v in (overrides or {}).items() if v is not None}))
     dist, device = init_distributed(cfg.device)
     dataset = load_data(cfg, dist)
     weights = state["model"]
     text = weights.get("text_embeddings")
     if text is None:
-        text = _text_embeddings(cfg, dataset, dist)
+        text = load_text_embeddings(cfg, dataset, dist)
     model = build_recommender(cfg, dataset.n_items, text)
     try:
         model.load_state_dict(weights)

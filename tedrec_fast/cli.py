@@ -33,18 +33,19 @@ __all__ = ["main", "build_parser", "DEBUG_ENV"]
 #: set to 1 to see the traceback of a user's mistake instead of its one-line message
 DEBUG_ENV = "TEDREC_FAST_DEBUG"
 
-#: ``train --help``: the short CPU schedule (the values of tedrec_fast.train.run.CPU_SCHEDULE; a test keeps
-#: them equal, without importing torch here)
+#: ``train --help``: the CPU schedule (the values of tedrec_fast.config.CPU_SCHEDULE; a test keeps them equal,
+#: without importing torch here)
 TRAIN_EPILOG = """\
 on a CPU (no --device cuda, no GPU): the settings you do not give by flag or --config are replaced by a
-short schedule so that the default run finishes in minutes:
-  --epochs 2 --batch-size 256 --max-steps-per-epoch 20   (each epoch: 20 steps, then full-sort validation)
-it is a smoke run, not the paper's result. The paper's schedule (use a GPU):
+time-budgeted schedule so that the default run ends in about ten minutes:
+  --epochs 100 --batch-size 128 --lr 0.002 --max-steps-per-epoch 40 --max-minutes 9.0
+(each epoch: 40 steps, then full-sort validation; no epoch starts after 9 minutes; the best valid epoch is
+tested). It is a short run, not the paper's result. The paper's schedule (use a GPU):
   tedrec-fast train --epochs 300 --batch-size 2048 --max-steps-per-epoch 0
 directories (printed at the start of a run): --data-dir (default: the cache, $TEDREC_FAST_CACHE_DIR or
-~/.cache/tedrec_fast) holds datasets/ and text/; --output-dir (default: ./runs/<dataset>-<model>, relative
-to the current directory) the checkpoints and log.jsonl; --results-dir (default: ./bench/results,
-relative to the current directory) the result records.
+~/.cache/tedrec_fast) holds each prepared dataset in <data-dir>/<dataset>/ and text/; --output-dir (default:
+./runs/<dataset>-<model>, relative to the current directory) the checkpoints and log.jsonl; --results-dir
+(default: ./bench/results, relative to the current directory) the result records.
 """
 
 

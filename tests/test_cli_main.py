@@ -120,7 +120,7 @@ def test_max_steps_zero_means_no_cap_and_config_file(stand_ins, tmp_path):
     assert last["train_config"]["max_steps_per_epoch"] is None
     assert stand_ins["encode"] == (30, "tiny", "minilm")
     assert stand_ins["build"] == ("tedrec", 30, 6, {**asdict(TedRecConfig()), "fusion_backend": "auto",
-                                                    "loss_backend": "auto"})
+                                                    "loss_backend": "auto", "moe_backend": "auto"})
 
 
 def test_prepare_delegates(stand_ins):

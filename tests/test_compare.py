@@ -119,7 +119,8 @@ def test_cli_compare(stand_ins, tmp_path, capsys):
     auto = {"loss_backend": "auto"}
     assert stand_ins["build"] == [("sasrec", False, {**asdict(SASRecConfig()), **auto}),
                                   ("tssr", True, {**asdict(TSSRConfig()), **auto}),
-                                  ("tedrec", True, {**asdict(TedRecConfig()), "fusion_backend": "auto", **auto})]
+                                  ("tedrec", True, {**asdict(TedRecConfig()), "fusion_backend": "auto",
+                                                    "moe_backend": "auto", **auto})]
     assert {p.name for p in out.iterdir()} >= {"comparison.md", "comparison.csv", "comparison.png", "sasrec", "tedrec"}
     assert "Improv." in capsys.readouterr().out
     (result_file,) = (tmp_path / "results").glob("train_*_cpu.json")

@@ -56,7 +56,8 @@ def test_yaml_and_flags_set_settings_and_backends_op_by_op(tmp_path):
     assert cfg.model_config().hidden_size == 16 and cfg.model_config().n_heads == 1
     assert cfg.model_config("tssr").n_heads == 4 and cfg.model_config("TSSR").hidden_size == 64
     assert cfg.model_kwargs() == {"hidden_size": 16, "n_layers": 1, "n_heads": 1, "inner_size": 256,
-                                  "hidden_dropout": 0.5, "attn_dropout": 0.5, "loss_backend": "torch"}
+                                  "hidden_dropout": 0.5, "attn_dropout": 0.5, "reference": False,
+                                  "loss_backend": "torch"}
     assert cfg.model_kwargs("fmlprec")["filter_backend"] == "torch"
     kwargs = cfg.model_kwargs("tedrec-wo-ag")
     assert (kwargs["fusion_backend"], kwargs["hidden_size"]) == ("auto", 300) and "use_gates" not in kwargs
@@ -126,7 +127,9 @@ def test_every_op_backend_reaches_the_model_and_the_module_names_what_it_runs():
     assert isinstance(model.fusion, FusedSpectralFusion)
     assert (model.fusion.backend, model.loss_backend) == ("torch", "torch")
     assert model_backends(model, 4, "cpu", torch.float32) == {"spectral_fusion": ("torch", "torch"),
-                                                              "full_catalog_ce": ("torch", "torch")}
+                                                              "full_catalog_ce": ("torch", "torch"),
+                                                              "moe_modulation": (model.moe_adaptor.chosen_backend(
+                                                                  4, "cpu", torch.float32), "auto")}
     auto = build_recommender(load_config(overrides={"model": "fmlprec", "max_seq_length": 6,
                                                     "model_settings": {"fmlprec": SMALL}}), 20, None)
     assert model_backends(auto, 4, "cpu", torch.float32) == {"spectral_filter": ("torch", "auto"),

@@ -19,6 +19,11 @@ def test_help_of_every_command_imports_no_torch():
             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+    # prepare's presets read with pandas (numpy), but its --help loads no torch either
+    code = ("import sys\nfrom tedrec_fast.cli import main\ntry:\n    main(['prepare', '--help'])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
 
 
 def test_train_help_states_the_cpu_schedule(capsys):

@@ -22,13 +22,34 @@ The RecBole ``.inter`` files are skipped with ``recbole_export=False``.
 Item order, user order and the filtering rules are documented in :mod:`tedrec_fast.data.sequences`.
 """
 
-from tedrec_fast.data.compact import CompactSplit
-from tedrec_fast.data.features import read_feat1cls, write_feat1cls
-from tedrec_fast.data.loading import SequenceSplit, SequentialDataset, load_dataset
-from tedrec_fast.data.locate import find_or_prepare
-from tedrec_fast.data.prepare import prepare_dataset, prepare_table
-from tedrec_fast.data.sources import SOURCES
-from tedrec_fast.data.table import TableSpec, read_table
+from typing import TYPE_CHECKING
+
+from tedrec_fast._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tedrec_fast.data.compact import CompactSplit
+    from tedrec_fast.data.features import read_feat1cls, write_feat1cls
+    from tedrec_fast.data.loading import SequenceSplit, SequentialDataset, load_dataset
+    from tedrec_fast.data.locate import find_or_prepare
+    from tedrec_fast.data.prepare import prepare_dataset, prepare_table
+    from tedrec_fast.data.sources import SOURCES
+    from tedrec_fast.data.table import TableSpec, read_table
+
+#: public name -> the module it comes from (imported on first use: ``tedrec-fast prepare --help`` loads no torch)
+_EXPORTS = {
+    "CompactSplit": "tedrec_fast.data.compact",
+    "read_feat1cls": "tedrec_fast.data.features",
+    "write_feat1cls": "tedrec_fast.data.features",
+    "SequenceSplit": "tedrec_fast.data.loading",
+    "SequentialDataset": "tedrec_fast.data.loading",
+    "load_dataset": "tedrec_fast.data.loading",
+    "find_or_prepare": "tedrec_fast.data.locate",
+    "prepare_dataset": "tedrec_fast.data.prepare",
+    "prepare_table": "tedrec_fast.data.prepare",
+    "SOURCES": "tedrec_fast.data.sources",
+    "TableSpec": "tedrec_fast.data.table",
+    "read_table": "tedrec_fast.data.table",
+}
 
 __all__ = [
     "SOURCES",
@@ -44,3 +65,5 @@ __all__ = [
     "read_feat1cls",
     "write_feat1cls",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

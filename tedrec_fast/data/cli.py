@@ -11,7 +11,6 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from tedrec_fast.data.prepare import dataset_counts, prepare_dataset, prepare_table
 from tedrec_fast.data.sources import SOURCES
 from tedrec_fast.data.table import FORMATS, TableSpec, read_table_config
 
@@ -78,6 +77,8 @@ def table_spec(args: argparse.Namespace) -> TableSpec:
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Prepare the dataset named by parsed ``args``, print its directory and counts; return the exit status."""
+    from tedrec_fast.data.prepare import dataset_counts, prepare_dataset, prepare_table  # torch: not for --help
+
     if args.source == TABLE:
         if args.raw is not None:
             raise ValueError("--raw: only for a preset; 'prepare table' reads --inter (and --item)")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
 from tedrec_fast import paths
+from tedrec_fast.safe_files import atomic_directory
 
 __all__ = ["resolve_encoder", "assemble_split_zip", "EXTRA_HINT"]
 
@@ -68,8 +68,8 @@ def _mpnet_parts() -> list[Path]:
 def assemble_split_zip(parts: list[Path], folder: str, target: Path) -> None:
     """Concatenate the byte-split zip ``parts`` and extract its top-level ``folder`` to ``target``.
 
-    Extraction goes to a temporary directory beside ``target`` which is renamed into place, so a crash
-    leaves no half-written model; a concurrent finisher wins and this call's copy is dropped.
+    The model is extracted into a temporary directory that replaces ``target`` in one atomic step
+    (:func:`tedrec_fast.safe_files.atomic_directory`), so a crash leaves no half-written model.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
@@ -86,8 +86,6 @@ def assemble_split_zip(parts: list[Path], folder: str, target: Path) -> None:
                 raise ValueError(f"{parts[0]}: the archive has no safe {folder}/ folder")
             zf.extractall(extracted, members=[m for m in members if not m.endswith("desktop.ini")])
         archive.unlink()
-        try:
-            os.replace(extracted / folder, target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
+        with atomic_directory(target) as staged:
+            for entry in (extracted / folder).iterdir():
+                entry.rename(staged / entry.name)

@@ -105,8 +105,10 @@ def _accumulate_rows(acc_ptr, acc_rows, rows_ok, accumulate, g, src_ptr, rs, ns,
                       mask=(rs[:, None] < ns) & (ks[None, :] < d), other=0.0).to(DOT)
         ptrs = acc_ptr + acc_rows[:, None] * s_acc + ks[None, :]
         mask = rows_ok[:, None] & (ks[None, :] < d)
-        total = tl.load(ptrs, mask=mask & accumulate, other=0.0) + tl.dot(g, src, input_precision=PRECISION,
-                                                                           out_dtype=ACC)
+        # the scalar `accumulate` broadcast as a boolean block first: the interpreter of Triton 3.9 gives
+        # `block & scalar` an integer dtype, which its masked load refuses
+        keep = mask & (tl.full(mask.shape, 1, tl.int1) & accumulate).to(tl.int1)
+        total = tl.load(ptrs, mask=keep, other=0.0) + tl.dot(g, src, input_precision=PRECISION, out_dtype=ACC)
         tl.store(ptrs, total, mask=mask)
 
 

@@ -160,6 +160,22 @@ def _runnable_blocks() -> list[tuple[str, list[str]]]:
     return blocks
 
 
+def write_own_data(directory: Path) -> None:
+    """``ratings.csv`` (userId, movieId, rating, timestamp) and ``movies.csv`` (movieId, title, genres; one movie
+    without genres) in ``directory``, from the ml-latest-small-style fixture."""
+    import pandas as pd
+
+    fixture = Path(__file__).parent / "fixtures" / "data" / "ml-latest-small" / "ml-latest-small"
+    inter = pd.read_csv(f"{fixture}.inter", sep="\t")
+    inter.columns = ["userId", "movieId", "rating", "timestamp"]
+    inter.to_csv(directory / "ratings.csv", index=False)
+    items = pd.read_csv(f"{fixture}.item", sep="\t", dtype=str)
+    movies = pd.DataFrame({"movieId": items["item_id:token"], "title": items["movie_title:token_seq"],
+                           "genres": items["class:token_seq"]})
+    movies.loc[0, "genres"] = None
+    movies.to_csv(directory / "movies.csv", index=False)
+
+
 @pytest.fixture(scope="module")
 def small_online_retail(tmp_path_factory) -> Path:
     """A directory whose ``shared/data/online_retail.csv.gz`` holds the first rows of the real file, if found;
@@ -184,6 +200,8 @@ def test_readme_block_runs(heading, commands, small_online_retail, tmp_path):
         pytest.skip(f"the raw Online Retail file is not at {SHARED / 'data'} (TEDREC_FAST_TEST_SHARED_DIR moves it)")
     work = small_online_retail / re.sub(r"\W+", "-", heading).strip("-").lower()
     work.mkdir()
+    if heading == "Your own data":  # the user's files the block names: the ml-latest-small-style fixture as CSV
+        write_own_data(work)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                OMP_NUM_THREADS="1")
     env.pop("TRITON_INTERPRET", None)

@@ -16,8 +16,9 @@ import torch
 from tedrec_fast.config import TrainConfig
 from tedrec_fast.data import CompactSplit, SequenceSplit, load_dataset, prepare_dataset, sequences
 from tedrec_fast.data.compact import read_compact, split_rows, write_compact
-from tedrec_fast.data.download import DownloadError, cache_dir
+from tedrec_fast.data.download import DownloadError
 from tedrec_fast.data.sequences import RawInteractions, build_sequences, write_prepared
+from tedrec_fast.paths import cache_dir
 from tedrec_fast.train import Trainer
 from tests.test_train_support import TinyRec
 

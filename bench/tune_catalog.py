@@ -56,6 +56,7 @@ from bench.spectral_fusion import time_ms
 from tedrec_fast import full_catalog_cross_entropy
 from tedrec_fast.kernels import full_catalog_ce as kernels
 from tedrec_fast.kernels.full_catalog_ce import KernelConfig, kernel_config
+from tedrec_fast.ops.full_catalog_ce import triton as host
 from tedrec_fast.ops.full_catalog_ce.op import _row_scales
 from tedrec_fast.testing import FULL_CATALOG_CE_BACKWARD, FULL_CATALOG_CE_FORWARD
 
@@ -189,14 +190,14 @@ def make_inputs(V: int, dtype: torch.dtype, device: str, B: int = B, d: int = D,
 
 def forward(x: Inputs, config: KernelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward kernels with ``config``: per-row ``(loss, lse)``."""
-    return kernels.full_catalog_ce_forward(x.query, x.items, x.targets, x.q_scale, x.c_scale, IGNORE_INDEX,
+    return host.full_catalog_ce_forward(x.query, x.items, x.targets, x.q_scale, x.c_scale, IGNORE_INDEX,
                                            config=config)
 
 
 def forward_backward(x: Inputs, config: KernelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The forward and backward kernels with ``config``: ``(loss, d_query, d_item)``."""
     loss, lse = forward(x, config)
-    d_query, d_item = kernels.full_catalog_ce_backward(x.grad, x.query, x.items, x.targets, lse, x.q_scale,
+    d_query, d_item = host.full_catalog_ce_backward(x.grad, x.query, x.items, x.targets, lse, x.q_scale,
                                                        x.c_scale, x.q_pi, x.c_pi, IGNORE_INDEX, config=config)
     return loss, d_query, d_item
 

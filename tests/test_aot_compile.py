@@ -30,6 +30,7 @@ import triton
 from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusion
 from tedrec_fast.kernels.aot import MODULES, tensor_core_instructions
 from tedrec_fast.kernels.targets import TARGETS
+from tedrec_fast.ops.limits import MAX_N
 
 ARCHS = list(TARGETS)
 ARCH_IDS = [t.name for t in TARGETS.values()]
@@ -109,7 +110,7 @@ def test_aot_lists_exactly_the_dispatchers_configurations(arch: int) -> None:
     """What ``--arch`` compiles, per op and dtype, is what the launchers can pick on that target (no compile)."""
     for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         configs = spectral_fusion.all_kernel_configs(arch, dtype)
-        picked = {spectral_fusion.kernel_config(n, arch, dtype) for n in range(1, spectral_fusion.MAX_N + 1)
+        picked = {spectral_fusion.kernel_config(n, arch, dtype) for n in range(1, MAX_N + 1)
                   if spectral_fusion.config_why_not(n, arch, dtype) is None}
         assert set(configs) == picked
         listed = {s["name"] for s in spectral_fusion.compile_specs(dtype, arch=arch)}

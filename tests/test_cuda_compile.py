@@ -6,7 +6,7 @@
   the dynamic shared memory the host sizes per target: tests/test_spectral_fusion_cuda.py) fails, and a table
   of registers per kernel is printed (``pytest -s``) and recorded as the test's ``registers`` property.
 * The one self-contained text that NVRTC gets (:func:`tedrec_fast.cuda.sources.assemble`) compiles on
-  its own to a cubin whose kernels are exactly :data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`.
+  its own to a cubin whose kernels are exactly :data:`tedrec_fast.ops.spectral_fusion.abi.KERNEL_SIGNATURES`.
 
 Skipped, saying so, only where no ``nvcc`` is found (``$CUDA_HOME/bin/nvcc``, then ``PATH``). The helpers
 (:func:`find_nvcc`, :func:`elf_function_symbols` with pyelftools, ...) serve tests/test_cuda_extension_build.py too.
@@ -26,9 +26,9 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
 from tedrec_fast.cuda.sources import assemble, csrc_dir
 from tedrec_fast.kernels.targets import TARGETS
+from tedrec_fast.ops.spectral_fusion.abi import KERNEL_SIGNATURES
 
 ARCHS = tuple(str(arch) for arch in TARGETS)
 #: csrc/*.cu compiled on their own; extension.cu needs torch's pybind11 and is built by setup.py

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from tedrec_fast.cuda import emulator as emulator_module
-from tedrec_fast.cuda.abi import KERNEL_SIGNATURES, pack_args
+from tedrec_fast.cuda.abi import pack_args
 from tedrec_fast.cuda.emulator import Emulator, emulator_unavailable, load_emulator
+from tedrec_fast.ops.spectral_fusion.abi import KERNEL_SIGNATURES
 
 pytestmark = pytest.mark.skipif(emulator_unavailable() is not None,
                                 reason=f"the CUDA emulator cannot be built: {emulator_unavailable()}")

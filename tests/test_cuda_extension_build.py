@@ -8,7 +8,7 @@ the CUDA libraries it links (cuDNN, cuBLAS, NCCL, ...): those wheels are install
 dependencies. The compiler is the machine's CUDA toolkit (``$CUDA_HOME``, else the one ``nvcc`` runs from).
 
 Checks: the module exists; its host code has a launch stub for every kernel of
-:data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`; its fat binary holds a cubin for every GPU target of the
+:data:`tedrec_fast.ops.spectral_fusion.abi.KERNEL_SIGNATURES`; its fat binary holds a cubin for every GPU target of the
 table (sm_80 ... sm_120) defining exactly those kernels, and compute_120 PTX; imported (after that torch),
 ``kernel_names()`` lists them and
 ``launch`` raises KeyError / ValueError / RuntimeError (naming the kernel and the CUDA error) as documented.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
+from tedrec_fast.ops.spectral_fusion.abi import KERNEL_SIGNATURES
 from tests.conftest import USER_CACHE_DIR
 from tests.test_cuda_compile import STB_GLOBAL, elf_function_symbols, elf_section_data, find_nvcc
 

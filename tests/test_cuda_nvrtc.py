@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from tedrec_fast.cuda import nvrtc
-from tedrec_fast.cuda.abi import KERNEL_SIGNATURES, pack_args
+from tedrec_fast.cuda.abi import pack_args
 from tedrec_fast.cuda.sources import assemble, cache_key
 from tedrec_fast.kernels.targets import TARGETS
+from tedrec_fast.ops.spectral_fusion.abi import KERNEL_SIGNATURES
 
 EM_CUDA = 190  # ELF e_machine of a cubin
 

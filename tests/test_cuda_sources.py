@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tedrec_fast.cuda.abi import KERNEL_SIGNATURES, pack_args
+from tedrec_fast.cuda.abi import pack_args, register_kernels, signature
 from tedrec_fast.cuda.sources import assemble, csrc_dir, source_files
+from tedrec_fast.ops.spectral_fusion.abi import KERNEL_SIGNATURES
 
 
 def test_assemble_inlines_each_header_once_with_line_markers(tmp_path: Path) -> None:
@@ -55,3 +56,13 @@ def test_pack_args_rejects_a_wrong_argument_count() -> None:
         pack_args("tedrec_fusion_backward_bias", [1, 2])
     with pytest.raises(KeyError):
         pack_args("no_such_kernel", [])
+
+
+def test_register_kernels_refuses_unknown_kinds_and_conflicts() -> None:
+    register_kernels({"tedrec_fusion_backward_bias": KERNEL_SIGNATURES["tedrec_fusion_backward_bias"]})  # same: ok
+    with pytest.raises(ValueError, match="already registered"):
+        register_kernels({"tedrec_fusion_backward_bias": ("ptr",)})
+    with pytest.raises(ValueError, match="unknown parameter kinds"):
+        register_kernels({"tedrec_test_only_kernel": ("ptr", "u8")})
+    with pytest.raises(KeyError, match="tedrec_test_only_kernel"):
+        signature("tedrec_test_only_kernel")

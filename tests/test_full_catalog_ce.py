@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tedrec_fast import full_catalog_cross_entropy
 from tedrec_fast.kernels import full_catalog_ce as kernels
 from tedrec_fast.ops.full_catalog_ce import op
+from tedrec_fast.ops.full_catalog_ce import triton as host
 from tedrec_fast.ops.full_catalog_ce.reference import full_catalog_cross_entropy_reference
 from tests.tolerances import FULL_CATALOG_CE_BACKWARD, FULL_CATALOG_CE_FORWARD
 
@@ -167,14 +168,14 @@ def test_kernels_overwrite_poisoned_outputs(dtype: torch.dtype, device: str) -> 
     (qs, qpi), (cs, cpi) = _scales(query, items)
     loss = torch.full((37,), float("nan"), device=device)
     lse = torch.full((37,), float("nan"), device=device)
-    kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, loss=loss, lse=lse)
+    host.full_catalog_ce_forward(query, items, targets, qs, cs, -100, loss=loss, lse=lse)
     grad = torch.rand(37, device=device)
     want_loss, want_dq, want_dc = _reference(query, items, targets, grad)
     _assert_close(loss, want_loss, FULL_CATALOG_CE_FORWARD[dtype], "loss")
     assert lse.isfinite().all()
     d_q = torch.full((37, 40), float("nan"), dtype=dtype, device=device)
     d_c = torch.full((70, 40), float("nan"), dtype=dtype, device=device)
-    got = kernels.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100,
+    got = host.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100,
                                            d_query=d_q, d_item=d_c)
     assert got[0] is d_q and got[1] is d_c
     _assert_close(d_q, want_dq, FULL_CATALOG_CE_BACKWARD[dtype], "d_query")
@@ -249,30 +250,30 @@ def poison_torch_empty(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _run_kernels(query, items, targets, grad, splits=None, chunks=None):
     (qs, qpi), (cs, cpi) = _scales(query, items)
-    loss, lse = kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, splits=splits)
-    d_q, d_c = kernels.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100,
+    loss, lse = host.full_catalog_ce_forward(query, items, targets, qs, cs, -100, splits=splits)
+    d_q, d_c = host.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100,
                                                 chunks=chunks)
     return loss, lse, d_q, d_c
 
 
 def test_item_ranges_cut_whole_tiles() -> None:
     assert kernels.kernel_config(torch.float32).BLOCK_V == 64  # as _ranges_inputs assumes
-    assert kernels._item_ranges(6, 3) == (2, 3)
-    assert kernels._item_ranges(6, 4) == (2, 3)  # never an empty range
-    assert kernels._item_ranges(6, 100) == (1, 6)  # never more ranges than item tiles
-    assert kernels._item_ranges(1, 3) == (1, 1)
-    assert kernels._item_ranges(5, 0) == (5, 1)
-    assert kernels._item_ranges(15_625, 132) == (119, 132)  # |V| = 1M on an H100
+    assert host._item_ranges(6, 3) == (2, 3)
+    assert host._item_ranges(6, 4) == (2, 3)  # never an empty range
+    assert host._item_ranges(6, 100) == (1, 6)  # never more ranges than item tiles
+    assert host._item_ranges(1, 3) == (1, 1)
+    assert host._item_ranges(5, 0) == (5, 1)
+    assert host._item_ranges(15_625, 132) == (119, 132)  # |V| = 1M on an H100
 
 
 def test_range_counts_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, cfg, f32 = torch.device("cpu"), kernels.kernel_config(torch.bfloat16), torch.float32
-    assert kernels._forward_splits(cpu, 2048, cfg) == kernels._backward_chunks(cpu, 2048, 300, f32) >= 2
-    monkeypatch.setattr(kernels, "_sm_count", lambda device: 132)  # an H100 SXM
-    assert kernels._forward_splits(cpu, 2048, cfg) == 16  # 32 query tiles x 16 splits = 3.9 programs per SM
-    assert kernels._forward_splits(cpu, 64, cfg) == 528
-    assert kernels._backward_chunks(cpu, 2048, 300, f32) == 132  # partials: 132 x 2.46 MB
-    assert kernels._backward_chunks(cpu, 65_536, 300, f32) == 6  # capped at 512 MiB of partials
+    assert host._forward_splits(cpu, 2048, cfg) == host._backward_chunks(cpu, 2048, 300, f32) >= 2
+    monkeypatch.setattr(host, "_sm_count", lambda device: 132)  # an H100 SXM
+    assert host._forward_splits(cpu, 2048, cfg) == 16  # 32 query tiles x 16 splits = 3.9 programs per SM
+    assert host._forward_splits(cpu, 64, cfg) == 528
+    assert host._backward_chunks(cpu, 2048, 300, f32) == 132  # partials: 132 x 2.46 MB
+    assert host._backward_chunks(cpu, 65_536, 300, f32) == 6  # capped at 512 MiB of partials
 
 
 @pytest.mark.parametrize("targets", ["every-split", "empty-split"])
@@ -307,7 +308,7 @@ def test_scratch_is_written_before_read(monkeypatch: pytest.MonkeyPatch, device:
     loss, _, d_q, d_c = _run_kernels(query, items, tgt, grad, splits=3, chunks=1)
     tgt[-1] = RANGES_V + 5
     (qs, _), (cs, _) = _scales(query, items)
-    bad_loss, bad_lse = kernels.full_catalog_ce_forward(query, items, tgt, qs, cs, -100, splits=2)
+    bad_loss, bad_lse = host.full_catalog_ce_forward(query, items, tgt, qs, cs, -100, splits=2)
     monkeypatch.undo()
     _assert_close(loss, want_loss, FULL_CATALOG_CE_FORWARD[torch.float32], "loss")
     _assert_close(d_q, want_dq, FULL_CATALOG_CE_BACKWARD[torch.float32], "d_query")

@@ -18,10 +18,10 @@ from tedrec_fast.kernels import full_catalog_ce, spectral_filter, spectral_fusio
 from tedrec_fast.kernels.targets import TARGETS, TargetConfigs, launch_arch, target, target_for_capability
 from tedrec_fast.ops import dispatch
 from tedrec_fast.ops.dispatch import Problem, choose_backend
+from tedrec_fast.ops.limits import MAX_N
 from tedrec_fast.ops.spectral_filter.op import BACKENDS as FILTER_BACKENDS
 from tedrec_fast.ops.spectral_fusion import cuda as host
 from tedrec_fast.ops.spectral_fusion.op import BACKENDS as FUSION_BACKENDS
-from tedrec_fast.ops.spectral_fusion.op import MAX_N
 
 KB = 1024
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tedrec_fast import SpectralFilter, spectral_filter
-from tedrec_fast.kernels import spectral_filter as kernels
+from tedrec_fast.ops.spectral_filter import triton as host
 from tedrec_fast.ops.spectral_filter.reference import spectral_filter_reference
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference
 from tests.spectral_fusion_cases import assert_close_scaled
@@ -40,10 +40,10 @@ def _check(B: int, n: int, d: int, dtype: torch.dtype, device: str) -> None:
     expected = spectral_filter_reference(*leaves)
     expected_grads = torch.autograd.grad(expected, leaves, grad.double().cpu())
     out = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)  # poisoned
-    kernels.spectral_filter_forward(x, w, out=out)
+    host.spectral_filter_forward(x, w, out=out)
     assert_close_scaled(out, expected, FORWARD[dtype], "Y")
     d_x = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)
-    got = kernels.spectral_filter_backward(grad, x, w, d_x=d_x)
+    got = host.spectral_filter_backward(grad, x, w, d_x=d_x)
     assert got[0] is d_x
     for name, g, e in zip(("d_x", "d_complex_weight"), got, expected_grads):
         assert_close_scaled(g, e, BACKWARD[dtype], name)
@@ -81,9 +81,9 @@ def test_triton_non_contiguous_and_deterministic(device: str) -> None:
     x, w = _inputs(3, 9, 20, torch.float32, device)
     x_nc = torch.empty(9, 3, 20, device=device).transpose(0, 1)
     x_nc.copy_(x)
-    torch.testing.assert_close(kernels.spectral_filter_forward(x_nc, w), kernels.spectral_filter_forward(x, w))
+    torch.testing.assert_close(host.spectral_filter_forward(x_nc, w), host.spectral_filter_forward(x, w))
     grad = torch.randn(3, 9, 20, device=device)
-    first, second = (kernels.spectral_filter_backward(grad, x_nc, w) for _ in range(2))
+    first, second = (host.spectral_filter_backward(grad, x_nc, w) for _ in range(2))
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 

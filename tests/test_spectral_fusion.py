@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from tedrec_fast import spectral_fusion
 from tedrec_fast.kernels import spectral_fusion as kernels
 from tedrec_fast.kernels.targets import TARGETS
+from tedrec_fast.ops.limits import MAX_N
+from tedrec_fast.ops.spectral_fusion import triton as host
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference, spectral_fusion_reference
 from tests.spectral_fusion_cases import (
@@ -77,12 +79,12 @@ def _check_forward_and_backward(B: int, n: int, d: int, dtype: torch.dtype, devi
     expected, expected_grads = reference_with_grads(inputs, grad)
 
     out = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)  # poisoned
-    kernels.spectral_fusion_forward(*inputs, out=out)
+    host.spectral_fusion_forward(*inputs, out=out)
     assert_close_scaled(out, expected, FORWARD[dtype], "V")
 
     d_item = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)
     d_text = torch.full((B, n, d), float("nan"), dtype=dtype, device=device)
-    grads = kernels.spectral_fusion_backward(grad, *inputs, d_item=d_item, d_text=d_text)
+    grads = host.spectral_fusion_backward(grad, *inputs, d_item=d_item, d_text=d_text)
     assert grads[0] is d_item and grads[1] is d_text
     names = ("d_item", "d_text", "d_complex_weight", "d_item_gate_weight", "d_item_gate_bias",
              "d_fusion_gate_weight", "d_fusion_gate_bias")
@@ -124,10 +126,10 @@ def test_triton_non_contiguous_inputs(device: str) -> None:
     B, n, d = 3, 7, 19
     plain = random_inputs(B, n, d, torch.float32, device)
     args = non_contiguous_copies(plain, device)
-    torch.testing.assert_close(kernels.spectral_fusion_forward(*args), kernels.spectral_fusion_forward(*plain))
+    torch.testing.assert_close(host.spectral_fusion_forward(*args), host.spectral_fusion_forward(*plain))
     grad = torch.randn(B, d, n, device=device).transpose(1, 2)
-    for got, want in zip(kernels.spectral_fusion_backward(grad, *args),
-                         kernels.spectral_fusion_backward(grad.contiguous(), *plain)):
+    for got, want in zip(host.spectral_fusion_backward(grad, *args),
+                         host.spectral_fusion_backward(grad.contiguous(), *plain)):
         torch.testing.assert_close(got, want)
 
 
@@ -139,28 +141,25 @@ def test_triton_nan_stays_in_its_sequence(device: str) -> None:
     E, T, *params = random_inputs(3, 9, 5, torch.float32, device)
     E[1, 4, 2] = float("nan")
     T[2, 0, 0] = float("inf")
-    out = kernels.spectral_fusion_forward(E, T, *params)
+    out = host.spectral_fusion_forward(E, T, *params)
     expected = spectral_fusion_reference(E.cpu(), T.cpu(), *(p.cpu() for p in params))
     assert torch.equal(out.isnan().cpu(), expected.isnan())
     torch.testing.assert_close(out[0].cpu(), expected[0])
-    grads = kernels.spectral_fusion_backward(torch.randn_like(out), E, T, *params)
+    grads = host.spectral_fusion_backward(torch.randn_like(out), E, T, *params)
     assert grads[0][0].isfinite().all() and grads[1][0].isfinite().all()
 
 
 def test_triton_backward_is_deterministic(device: str) -> None:
     inputs = random_inputs(5, 50, 40, torch.float32, device)
     grad = torch.randn(5, 50, 40, device=device)
-    first = kernels.spectral_fusion_backward(grad, *inputs)
-    second = kernels.spectral_fusion_backward(grad, *inputs)
+    first = host.spectral_fusion_backward(grad, *inputs)
+    second = host.spectral_fusion_backward(grad, *inputs)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
 
 def test_kernel_configs_cover_every_length() -> None:
-    from tedrec_fast.ops.spectral_fusion import op
-
-    assert (kernels.MAX_N, kernels.MAX_D) == (op.MAX_N, op.MAX_D)  # the dispatcher's limits are the kernels'
-    for n in range(1, kernels.MAX_N + 1):
+    for n in range(1, MAX_N + 1):
         cfg = kernels.kernel_config(n, None)  # the interpreter's: every length
         assert cfg in kernels.all_kernel_configs(None)
         assert cfg.BLOCK_N >= n and min(cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_D, cfg.BLOCK_D_BWD) >= 16

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from tedrec_fast import spectral_fusion
 from tedrec_fast.cuda.loaders import LOADERS, Loader, loaders_report, require_loader
 from tedrec_fast.kernels.targets import TARGETS
+from tedrec_fast.ops.limits import MAX_D, MAX_N
 from tedrec_fast.ops.spectral_fusion import cuda as host
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
-from tedrec_fast.ops.spectral_fusion.op import MAX_D, MAX_N
 from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
 from tests.conftest import DEVICE
 from tests.spectral_fusion_cases import (

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import bench.tune_catalog as tune
-from tedrec_fast.kernels import full_catalog_ce as kernels
 from tedrec_fast.kernels.full_catalog_ce import KernelConfig, kernel_config, validate_config
+from tedrec_fast.ops.full_catalog_ce import triton as host
 from tests.test_full_catalog_ce import _assert_close, _reference, _scales, make_inputs, poison_torch_empty
 from tests.tolerances import FULL_CATALOG_CE_BACKWARD, FULL_CATALOG_CE_FORWARD
 
@@ -36,10 +36,10 @@ def _poisoned_run(config: KernelConfig, dtype: torch.dtype, device: str, monkeyp
     want_loss, want_dq, want_dc = _reference(query, items, targets, grad)
     poison_torch_empty(monkeypatch)
     loss, lse = (torch.full((B,), float("nan"), device=device) for _ in range(2))
-    kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, loss=loss, lse=lse, config=config)
+    host.full_catalog_ce_forward(query, items, targets, qs, cs, -100, loss=loss, lse=lse, config=config)
     d_q = torch.full((B, d), float("nan"), dtype=dtype, device=device)
     d_c = torch.full((V, d), float("nan"), dtype=dtype, device=device)
-    kernels.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100, d_query=d_q,
+    host.full_catalog_ce_backward(grad, query, items, targets, lse, qs, cs, qpi, cpi, -100, d_query=d_q,
                                      d_item=d_c, config=config)
     monkeypatch.undo()
     _assert_close(loss, want_loss, FULL_CATALOG_CE_FORWARD[dtype], "loss")
@@ -73,9 +73,9 @@ def test_dot_16bit_is_refused_by_the_interpreter(device: str, monkeypatch: pytes
     query, items, targets = make_inputs(5, 9, 8, BF16, device)
     (qs, qpi), (cs, cpi) = _scales(query, items)
     with pytest.raises(ValueError, match="config.DOT_16BIT.*interpreter"):
-        kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, config=config)
+        host.full_catalog_ce_forward(query, items, targets, qs, cs, -100, config=config)
     with pytest.raises(ValueError, match="config.DOT_16BIT.*interpreter"):
-        kernels.full_catalog_ce_backward(torch.ones(5), query, items, targets, torch.zeros(5), qs, cs, qpi, cpi, -100,
+        host.full_catalog_ce_backward(torch.ones(5), query, items, targets, torch.zeros(5), qs, cs, qpi, cpi, -100,
                                          config=config)
 
 
@@ -89,9 +89,9 @@ def test_bad_config_raises_naming_the_argument(field: str, value: object, device
     query, items, targets = make_inputs(5, 9, 8, FP32, device)
     (qs, qpi), (cs, cpi) = _scales(query, items)
     with pytest.raises(ValueError, match=rf"config\.{field} must be"):
-        kernels.full_catalog_ce_forward(query, items, targets, qs, cs, -100, config=config)
+        host.full_catalog_ce_forward(query, items, targets, qs, cs, -100, config=config)
     with pytest.raises(ValueError, match=rf"config\.{field} must be"):
-        kernels.full_catalog_ce_backward(torch.ones(5), query, items, targets, torch.zeros(5), qs, cs, qpi, cpi, -100,
+        host.full_catalog_ce_backward(torch.ones(5), query, items, targets, torch.zeros(5), qs, cs, qpi, cpi, -100,
                                          config=config)
 
 

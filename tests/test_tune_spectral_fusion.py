@@ -29,9 +29,9 @@ from tedrec_fast.cuda import nvrtc
 from tedrec_fast.cuda.emulator import load_emulator
 from tedrec_fast.cuda.loaders import EmulatorLoader, Loader
 from tedrec_fast.cuda.sources import assemble
-from tedrec_fast.kernels import spectral_fusion as kernels
 from tedrec_fast.kernels.spectral_fusion import KernelConfig, kernel_config, validate_config
 from tedrec_fast.ops.spectral_fusion import cuda as host
+from tedrec_fast.ops.spectral_fusion import triton as triton_host
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tests.conftest import DEVICE
 from tests.spectral_fusion_cases import assert_close_scaled, reference_with_grads
@@ -75,18 +75,18 @@ OVERRIDES = [
 @pytest.mark.parametrize(("B", "n", "d", "config"), OVERRIDES, ids=[f"n{n}-d{d}" for _, n, d, _ in OVERRIDES])
 def test_triton_config_override_matches_reference(B: int, n: int, d: int, config: KernelConfig) -> None:
     assert config != kernel_config(n)
-    _check(partial(kernels.spectral_fusion_forward, config=config),
-           partial(kernels.spectral_fusion_backward, config=config), B, n, d)
+    _check(partial(triton_host.spectral_fusion_forward, config=config),
+           partial(triton_host.spectral_fusion_backward, config=config), B, n, d)
 
 
 def test_triton_default_config_is_the_same_launch() -> None:
     inputs = random_inputs(2, 5, 9, torch.float32, DEVICE)
     grad = torch.randn(2, 5, 9, device=DEVICE)
     explicit = kernel_config(5)
-    assert torch.equal(kernels.spectral_fusion_forward(*inputs),
-                       kernels.spectral_fusion_forward(*inputs, config=explicit))
-    for a, b in zip(kernels.spectral_fusion_backward(grad, *inputs),
-                    kernels.spectral_fusion_backward(grad, *inputs, config=explicit)):
+    assert torch.equal(triton_host.spectral_fusion_forward(*inputs),
+                       triton_host.spectral_fusion_forward(*inputs, config=explicit))
+    for a, b in zip(triton_host.spectral_fusion_backward(grad, *inputs),
+                    triton_host.spectral_fusion_backward(grad, *inputs, config=explicit)):
         assert torch.equal(a, b)
 
 
@@ -103,9 +103,9 @@ def test_bad_triton_config_raises_naming_the_argument(field: str, value: int, me
     inputs = random_inputs(1, 20, 3, torch.float32, DEVICE)
     config = dataclasses.replace(kernel_config(20), **{field: value})
     with pytest.raises(ValueError, match=message):
-        kernels.spectral_fusion_forward(*inputs, config=config)
+        triton_host.spectral_fusion_forward(*inputs, config=config)
     with pytest.raises(ValueError, match=message):
-        kernels.spectral_fusion_backward(inputs[0], *inputs, config=config)
+        triton_host.spectral_fusion_backward(inputs[0], *inputs, config=config)
     with pytest.raises(TypeError, match="config must be a KernelConfig"):
         validate_config((32, 16, 16, 4, 16, 4), 20)
 

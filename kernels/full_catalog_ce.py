@@ -317,7 +317,7 @@ _PER_DTYPE = {torch.float32: _CONFIGS[torch.float32], torch.bfloat16: _DEFAULT_C
               torch.float16: _DEFAULT_CONFIG, torch.float64: _CONFIGS[torch.float64]}
 
 #: The launch configurations per target, keyed by dtype: the tiles are small enough for every target's
-#: shared memory (tests/test_aot_compile.py), so every target has the same ones.
+#: shared memory (tests/kernels/test_aot_compile.py), so every target has the same ones.
 CONFIGS: TargetConfigs[torch.dtype, KernelConfig] = TargetConfigs(
     "full_catalog_ce", {arch: _PER_DTYPE for arch in TARGETS},
     why=lambda arch, dtype: f"dtype {dtype} has no configuration on sm_{arch}")

@@ -34,7 +34,7 @@ __all__ = ["CONFIGS", "compile_specs"]
 
 #: The filter's launch configurations per target: the fusion's (:data:`tedrec_fast.kernels.spectral_fusion.CONFIGS`;
 #: its forward fields for the forward, its backward fields for the backward). The filter kernels hold fewer
-#: tiles than the fusion's, and each is checked on every target on its own (tests/test_aot_compile.py).
+#: tiles than the fusion's, and each is checked on every target on its own (tests/kernels/test_aot_compile.py).
 CONFIGS: TargetConfigs = TargetConfigs("spectral_filter", _FUSION_CONFIGS.table, why=_FUSION_CONFIGS.why)
 
 

@@ -417,7 +417,7 @@ def _no_config(arch: int, key: tuple[str, int]) -> str:
 
 
 #: The launch configurations per target, keyed by the dtype group and the padded length ``BLOCK_N``: every
-#: one compiles for its target within its shared memory (tests/test_aot_compile.py); a key missing on a
+#: one compiles for its target within its shared memory (tests/kernels/test_aot_compile.py); a key missing on a
 #: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
 #: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
 CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {

@@ -68,13 +68,11 @@ if not torch.cuda.is_available():
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 #: tests that run only under ``pytest -m slow`` (file, test id pattern, why), beside those decorated with
-#: ``@pytest.mark.slow``: the exhaustive parts of sweeps and the long compiler and emulator runs, each taking
+#: ``@pytest.mark.slow`` (tests/kernels/test_aot_compile.py marks its own): the exhaustive parts of sweeps and
+#: the long compiler and emulator runs, each taking
 #: 10-260 s on the 2-core CPU (``--durations``, 2026-12-07). A representative case of each stays in the
 #: default run.
 SLOW_TESTS = (
-    ("test_aot_compile.py", r"test_compiles_for_sm90\[(?!spectral_fusion-float32-default-n64\]"
-     r"|spectral_filter-float32-default-n64\]|full_catalog_ce-float32-default\])",
-     "sm_90 compiles of every other size and dtype (fp32 at n = 64 of each op stays)"),
     ("test_spectral_fusion_cuda.py",
      r"test_every_chunk_width_and_the_size_limits\[emulator-(1-4-2048|2-129-3|1-257-9)\]",
      "emulator at the size limits (n = 512 stays)"),

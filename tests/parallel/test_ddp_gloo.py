@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from tedrec_fast.config import TrainConfig
 from tedrec_fast.train import DistContext, Trainer, full_sort_evaluate, seed_everything
 from tedrec_fast.train.distributed import shard_bounds
-from tests.test_train_support import TinyRec, make_dataset
+from tests.train.support import TinyRec, make_dataset
 
 # batch 15 over 2 processes: shards of 8 and 7 (uneven, exercising the loss scaling); 3 steps
 CONFIG = dict(epochs=2, batch_size=15, lr=1e-2, seed=3, progress=False, max_steps_per_epoch=3, patience=5)

@@ -3,13 +3,15 @@
 * Every ``csrc/*.cu`` but the extension binding compiles for every GPU target of
   :data:`tedrec_fast.kernels.targets.TARGETS` with ``ptxas -v`` (the 8-rows variant a tuning sweep times: for
   sm_80 and sm_90); a compile error, any register spill or any static shared memory (the kernels take only
-  the dynamic shared memory the host sizes per target: tests/test_spectral_fusion_cuda.py) fails, and a table
-  of registers per kernel is printed (``pytest -s``) and recorded as the test's ``registers`` property.
+  the dynamic shared memory the host sizes per target: tests/ops/spectral_fusion/test_spectral_fusion_cuda.py)
+  fails, and a table of registers per kernel is printed (``pytest -s``) and recorded as the test's
+  ``registers`` property.
 * The one self-contained text that NVRTC gets (:func:`tedrec_fast.cuda.sources.assemble`) compiles on
   its own to a cubin whose kernels are exactly :data:`tedrec_fast.ops.spectral_fusion.abi.KERNEL_SIGNATURES`.
 
 Skipped, saying so, only where no ``nvcc`` is found (``$CUDA_HOME/bin/nvcc``, then ``PATH``). The helpers
-(:func:`find_nvcc`, :func:`elf_function_symbols` with pyelftools, ...) serve tests/test_cuda_extension_build.py too.
+(:func:`find_nvcc`, :func:`elf_function_symbols` with pyelftools, ...) serve
+tests/cuda/test_cuda_extension_build.py too.
 """
 
 from __future__ import annotations

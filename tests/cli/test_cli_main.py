@@ -12,7 +12,7 @@ from tedrec_fast.cli import main
 from tedrec_fast.config import RunConfig, SASRecConfig, TedRecConfig, load_config
 from tedrec_fast.train import load_checkpoint
 from tedrec_fast.train.run import CPU_SCHEDULE
-from tests.test_train_support import TinyRec, make_dataset
+from tests.train.support import TinyRec, make_dataset
 
 
 def _with_text(dataset):

@@ -23,7 +23,7 @@ from tedrec_fast.ops.spectral_fusion import cuda as host
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
 from tests.conftest import DEVICE
-from tests.spectral_fusion_cases import (
+from tests.ops.spectral_fusion.cases import (
     assert_close_scaled,
     check_batch_zero,
     non_contiguous_copies,
@@ -200,7 +200,7 @@ def test_auto_never_picks_the_emulator() -> None:
 @pytest.mark.parametrize("arch", list(TARGETS), ids=[t.name for t in TARGETS.values()])
 def test_launch_geometry_fits_every_length_on_every_target(arch: int) -> None:
     """The dynamic shared memory of every kernel at every n <= MAX_N within the target's limit per block (the
-    kernels declare no static shared memory: tests/test_cuda_compile.py checks ``ptxas -v``)."""
+    kernels declare no static shared memory: tests/cuda/test_cuda_compile.py checks ``ptxas -v``)."""
     limit = TARGETS[arch].shared_per_block
     for n in range(1, MAX_N + 1):
         dc = host.chunk_width(n, arch)

@@ -9,7 +9,7 @@ import pytest
 
 from tedrec_fast.data import load_dataset, prepare_dataset
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "online_retail.csv.gz"
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "online_retail.csv.gz"
 
 
 @pytest.mark.skipif(not REAL.exists(), reason=f"real Online Retail file not found at {REAL}")

@@ -1,13 +1,13 @@
 """Runs fault-injection scenarios in real child processes (no test functions here).
 
-``python -m tests.trust_driver SCENARIOS.json`` imports the heavy modules once, then forks one child per
+``python -m tests.train.trust_driver SCENARIOS.json`` imports the heavy modules once, then forks one child per
 scenario (the parent runs no torch op, so forking is safe). Each child sets ``TEDREC_FAST_FAULT`` to the
 scenario's ``fault`` (or unsets it), does its ``kind`` of work and writes its result as JSON to ``result``;
 the parent records how each child ended (``"exit 0"``, ``"signal 9"``) in ``SCENARIOS.json.status``. A
 scenario with ``kill_fraction`` is sent SIGKILL by the parent, wherever the child is, once that fraction of
 the first scenario's duration has passed.
 
-Kinds: ``train`` (the tiny trainer of :mod:`tests.test_train_support`, ``epochs``, ``resume``, ``out``),
+Kinds: ``train`` (the tiny trainer of :mod:`tests.train.support`, ``epochs``, ``resume``, ``out``),
 ``prepare`` (``online-retail`` from the fixture into ``out`` with ``max_seq_length``), ``text`` (cached text
 embeddings from a stand-in encoder into ``out``), ``swap`` (``atomic_directory(out, exchange)`` writing
 ``content`` into ``data.txt``).
@@ -30,9 +30,9 @@ from tedrec_fast.data import prepare_dataset
 from tedrec_fast.safe_files import FAULT_ENV, atomic_directory
 from tedrec_fast.text import cache as text_cache
 from tedrec_fast.train import Trainer, seed_everything
-from tests.test_train_support import TinyRec, make_dataset
+from tests.train.support import TinyRec, make_dataset
 
-FIXTURE = Path(__file__).parent / "fixtures" / "data" / "online_retail_iso.csv"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "data" / "online_retail_iso.csv"
 #: the tiny trainer's settings (1-2 steps per epoch)
 TRAIN = dict(batch_size=16, lr=1e-2, seed=1, deterministic=True, progress=False, log_every=1, max_steps_per_epoch=2)
 

@@ -13,7 +13,7 @@ from tedrec_fast import SpectralFilter, spectral_filter
 from tedrec_fast.ops.spectral_filter import triton as host
 from tedrec_fast.ops.spectral_filter.reference import spectral_filter_reference
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference
-from tests.spectral_fusion_cases import assert_close_scaled
+from tests.ops.spectral_fusion.cases import assert_close_scaled
 from tests.tolerances import BACKWARD, FORWARD
 
 

@@ -1,5 +1,5 @@
 """Trustworthy runs, in process: no false result, one run per directory, checked checkpoints and text caches,
-crash-safe writes and their clean-up (the SIGKILL tests are in tests/test_trust_faults.py)."""
+crash-safe writes and their clean-up (the SIGKILL tests are in tests/train/test_trust_faults.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from tedrec_fast.train.evaluate import streaming_target_ranks
 from tedrec_fast.train.lock import LOCK_NAME, RunLock
 from tedrec_fast.train.report import JsonlLog
 from tedrec_fast.train.trainer import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, TrainingDiverged
-from tests.test_train_support import TinyRec, make_dataset
+from tests.train.support import TinyRec, make_dataset
 
-FIXTURE = Path(__file__).parent / "fixtures" / "data" / "online_retail_iso.csv"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "data" / "online_retail_iso.csv"
 NEVER = torch.iinfo(torch.int64).max
 
 

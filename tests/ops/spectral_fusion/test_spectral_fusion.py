@@ -20,7 +20,7 @@ from tedrec_fast.ops.limits import MAX_N
 from tedrec_fast.ops.spectral_fusion import triton as host
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tedrec_fast.ops.spectral_fusion.reference import filter_kernel_reference, spectral_fusion_reference
-from tests.spectral_fusion_cases import (
+from tests.ops.spectral_fusion.cases import (
     assert_close_scaled,
     check_batch_zero,
     non_contiguous_copies,

@@ -8,7 +8,7 @@ import torch
 from tedrec_fast.config import TrainConfig
 from tedrec_fast.train import Trainer, load_checkpoint, seed_everything
 from tedrec_fast.train.trainer import BEST_NAME, CHECKPOINT_NAME, LOG_NAME
-from tests.test_train_support import TinyRec, make_dataset
+from tests.train.support import TinyRec, make_dataset
 
 
 def _model(dataset, seed=0):

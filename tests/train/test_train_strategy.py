@@ -1,7 +1,7 @@
 """The parallel strategies in one process: Replicated is plain training, the strategy choice and its errors, the
 file names of catalog-parallel checkpoints, and the item table every model reads its rows through
 (ItemEmbedding; ShardedEmbedding's checks that need no process group). The multi-process behaviour of
-CatalogSharded is tested by tests/test_catalog_parallel_training.py."""
+CatalogSharded is tested by tests/parallel/test_catalog_parallel_training.py."""
 
 from __future__ import annotations
 

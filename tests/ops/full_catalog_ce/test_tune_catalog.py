@@ -18,7 +18,13 @@ import torch
 import bench.tune_catalog as tune
 from tedrec_fast.kernels.full_catalog_ce import KernelConfig, kernel_config, validate_config
 from tedrec_fast.ops.full_catalog_ce import triton as host
-from tests.test_full_catalog_ce import _assert_close, _reference, _scales, make_inputs, poison_torch_empty
+from tests.ops.full_catalog_ce.test_full_catalog_ce import (
+    _assert_close,
+    _reference,
+    _scales,
+    make_inputs,
+    poison_torch_empty,
+)
 from tests.tolerances import FULL_CATALOG_CE_BACKWARD, FULL_CATALOG_CE_FORWARD
 
 BF16, FP32 = torch.bfloat16, torch.float32

@@ -30,7 +30,7 @@ from tedrec_fast.parallel import (
 from tedrec_fast.train import DistContext, Trainer, full_sort_evaluate, load_checkpoint, seed_everything
 from tedrec_fast.train.strategy import shard_file_name
 from tedrec_fast.train.trainer import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, load_run_checkpoint
-from tests.test_train_support import make_dataset
+from tests.train.support import make_dataset
 
 #: tiny models (dropout, MoE noise and masking on: every process must draw the same random streams)
 MODELS: dict[str, dict[str, Any]] = {

@@ -36,10 +36,10 @@ import pytest
 
 from tedrec_fast.ops.spectral_fusion.abi import KERNEL_SIGNATURES
 from tests.conftest import USER_CACHE_DIR
-from tests.test_cuda_compile import STB_GLOBAL, elf_function_symbols, elf_section_data, find_nvcc
+from tests.cuda.test_cuda_compile import STB_GLOBAL, elf_function_symbols, elf_section_data, find_nvcc
 
 ENABLE_ENV = "TEDREC_FAST_TEST_EXTENSION_BUILD"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TORCH = "torch==2.14.1"
 CUDA_MAJOR = 13

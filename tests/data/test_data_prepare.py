@@ -21,7 +21,7 @@ from tedrec_fast.data.download import DownloadError, fetch_url
 from tedrec_fast.data.sequences import RawInteractions, build_sequences, write_prepared
 from tedrec_fast.data.sources import amazon, online_retail
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "data"
 SPLIT_FILES = ["train", "valid", "test"]
 
 

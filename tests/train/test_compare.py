@@ -21,7 +21,7 @@ from tedrec_fast.train.compare import (
     parse_model_list,
     write_comparison,
 )
-from tests.test_train_support import TinyRec, make_dataset
+from tests.train.support import TinyRec, make_dataset
 
 TINY = TrainConfig(epochs=2, batch_size=32, max_steps_per_epoch=3, progress=False, patience=2)
 

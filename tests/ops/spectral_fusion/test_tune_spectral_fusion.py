@@ -34,7 +34,7 @@ from tedrec_fast.ops.spectral_fusion import cuda as host
 from tedrec_fast.ops.spectral_fusion import triton as triton_host
 from tedrec_fast.ops.spectral_fusion.inputs import random_inputs
 from tests.conftest import DEVICE
-from tests.spectral_fusion_cases import assert_close_scaled, reference_with_grads
+from tests.ops.spectral_fusion.cases import assert_close_scaled, reference_with_grads
 from tests.tolerances import BACKWARD, FORWARD
 
 GRAD_NAMES = ("d_item", "d_text", "d_complex_weight", "d_item_gate_weight", "d_item_gate_bias",
@@ -116,7 +116,8 @@ def test_bad_triton_config_raises_naming_the_argument(field: str, value: int, me
 @pytest.fixture
 def emulator() -> Callable[..., Loader]:
     if DEVICE != "cpu":
-        pytest.skip("the emulator runs CPU tensors; tests/test_spectral_fusion_gpu.py covers the GPU")
+        pytest.skip("the emulator runs CPU tensors; "
+                    "tests/ops/spectral_fusion/test_spectral_fusion_gpu.py covers the GPU")
     loader = EmulatorLoader()
     if (reason := loader.unavailable()) is not None:
         pytest.skip(reason)
@@ -254,7 +255,7 @@ def test_swept_eight_warp_kernels_compile_for_sm90() -> None:
     """The 8-warp Triton variants at TedRec's shape (incl. BLOCK_D 64 and BLOCK_K 32), compiled for sm_90
     without a GPU: a GPU-only compile error in them fails here. (All 22 take minutes.) Their spills are
     reported, not asserted: they depend on the Triton version's register allocation (the BLOCK_D 64 variant
-    spills nothing under Triton 3.6.0, 8 bytes under 3.8.0); tests/test_aot_compile.py asserts on the
+    spills nothing under Triton 3.6.0, 8 bytes under 3.8.0); tests/kernels/test_aot_compile.py asserts on the
     configurations the dispatcher launches."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     result = subprocess.run([sys.executable, "-m", "bench.tune_spectral_fusion", "--aot", "--modes", "float32-highest",

@@ -24,7 +24,7 @@ from tedrec_fast.ops.spectral_fusion import cuda as host
 from tedrec_fast.ops.spectral_fusion.op import BACKENDS as FUSION_BACKENDS
 
 KB = 1024
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_table_lists_each_supported_target_with_its_limits() -> None:

@@ -1,7 +1,7 @@
 """Fault injection: a real SIGKILL at each write point (``TEDREC_FAST_FAULT``), then a re-run or ``--resume``
 compared with an uninterrupted run: every epoch's record exactly once, equal weights, metrics and files.
 
-The scenarios run in child processes of one driver process (:mod:`tests.trust_driver`), so the heavy imports
+The scenarios run in child processes of one driver process (:mod:`tests.train.trust_driver`), so the heavy imports
 happen once per test.
 """
 
@@ -22,7 +22,7 @@ from tedrec_fast.train import load_checkpoint
 from tedrec_fast.train.lock import LOCK_NAME
 from tedrec_fast.train.trainer import BEST_NAME, CHECKPOINT_NAME, LOG_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KILLED = f"signal {int(signal.SIGKILL)}"
 TIMING = ("train_seconds", "valid_seconds", "seconds")
 
@@ -35,7 +35,7 @@ def _run(tmp_path: Path, scenarios: list[dict[str, Any]]) -> tuple[list[str], li
     spec.write_text(json.dumps(scenarios))
     env = {k: v for k, v in os.environ.items() if k != "TEDREC_FAST_FAULT"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", "tests.trust_driver", str(spec)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "tests.train.trust_driver", str(spec)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     status = json.loads(Path(f"{spec}.status").read_text())

@@ -280,7 +280,7 @@ def _fce_bwd_query_kernel(
 
 
 # --------------------------------------------------------------------------------------------
-# Launch configuration and wrappers
+# Launch configurations (the launchers: tedrec_fast/ops/full_catalog_ce/triton.py)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KernelConfig:

@@ -26,7 +26,8 @@ partial buffer and summed over programs afterwards, so the backward never uses a
 deterministic.
 
 Precision: 16-bit inputs are upcast to fp32 on load. fp32 products use the ``input_precision`` the
-launcher chooses from PyTorch's matmul precision setting; float64 inputs compute in float64.
+launcher (tedrec_fast/ops/spectral_fusion/triton.py) chooses from PyTorch's matmul precision setting; float64
+inputs compute in float64.
 """
 
 from __future__ import annotations
@@ -369,7 +370,7 @@ def _spectral_fusion_bwd_kernel(
 
 
 # --------------------------------------------------------------------------------------------
-# Launch configuration and wrappers
+# Launch configurations (the launchers: tedrec_fast/ops/spectral_fusion/triton.py)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KernelConfig:

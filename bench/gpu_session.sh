@@ -74,7 +74,7 @@ case "$stage" in
     ;;
   tune)
     { python -m bench.tune_spectral_fusion --out-dir "$out" --budget-s 270
-      python -m bench.tune_catalog --out-dir "$out" --budget-s 240; } 2>&1 | tee "$out/tune.log" | tail -40
+      python -m bench.tune_full_catalog_ce --out-dir "$out" --budget-s 240; } 2>&1 | tee "$out/tune.log" | tail -40
     ;;
   catalog)
     python -m bench --catalog --out-dir "$out" 2>&1 | tee "$out/catalog.log" | tail -40

@@ -1,7 +1,7 @@
 """Tuning sweep of the full-catalog cross-entropy's launch configuration, in one device call.
 
-``python -m bench.tune_catalog --out-dir DIR --budget-s 450`` on a CUDA device: at B = 2048, d = 300
-(bench/catalog.py's shape), |V| in :data:`SIZES` (1M first) and bf16 then fp32, every variant of
+``python -m bench.tune_full_catalog_ce --out-dir DIR --budget-s 450`` on a CUDA device: at B = 2048, d = 300
+(bench/full_catalog_ce.py's shape), |V| in :data:`SIZES` (1M first) and bf16 then fp32, every variant of
 :func:`variants` (the default first) is
 
 1. checked against the torch-chunked path of the op (``backend="torch-chunked"``, fp32, never holds the
@@ -50,8 +50,8 @@ from pathlib import Path
 
 import torch
 
-from bench.catalog import CatalogCase, three_gemms, zipf_items
 from bench.environment import describe, results_path, run_header, write_json
+from bench.full_catalog_ce import CatalogCase, three_gemms, zipf_items
 from bench.spectral_fusion import time_ms
 from tedrec_fast import full_catalog_cross_entropy
 from tedrec_fast.kernels import full_catalog_ce as kernels
@@ -178,7 +178,7 @@ class Inputs:
 
 
 def make_inputs(V: int, dtype: torch.dtype, device: str, B: int = B, d: int = D, seed: int = 0) -> Inputs:
-    """Random queries and items (as bench/catalog.py), Zipf targets, a random per-row gradient; cosine
+    """Random queries and items (as bench/full_catalog_ce.py), Zipf targets, a random per-row gradient; cosine
     logits over temperature 0.07 (TedRec's loss)."""
     gen = torch.Generator(device=device).manual_seed(seed)
     query = torch.randn(B, d, device=device, generator=gen).to(dtype)
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return print_results(compile_variants(args.dtypes, only=args.only))
     if not torch.cuda.is_available():
-        print("python -m bench.tune_catalog times kernels on a CUDA device, and there is none here "
+        print("python -m bench.tune_full_catalog_ce times kernels on a CUDA device, and there is none here "
               "(--aot compiles the swept kernels without one)", file=sys.stderr)
         return 2
     path = run(args.out_dir, args.budget_s, tuple(args.sizes), tuple(args.dtypes), max_variants=args.max_variants,

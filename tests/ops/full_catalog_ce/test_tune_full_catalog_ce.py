@@ -1,4 +1,4 @@
-"""The full-catalog cross-entropy's launch-configuration override and its tuning sweep (bench/tune_catalog.py).
+"""The full-catalog cross-entropy's launch-configuration override and its tuning sweep (bench/tune_full_catalog_ce.py).
 
 Without a GPU the kernels run under the interpreter (conftest.py) at small odd shapes, the sweep runs end
 to end on CPU with a stand-in timer, and the swept kernels are compiled for sm_90 (no GPU needed).
@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-import bench.tune_catalog as tune
+import bench.tune_full_catalog_ce as tune
 from tedrec_fast.kernels.full_catalog_ce import KernelConfig, kernel_config, validate_config
 from tedrec_fast.ops.full_catalog_ce import triton as host
 from tests.ops.full_catalog_ce.test_full_catalog_ce import (
@@ -227,8 +227,8 @@ AOT_SHARDS = ["forward", f" g{kernel_config(BF16).GROUP_V} ", "queries"]
 @pytest.mark.parametrize("only", AOT_SHARDS)
 def test_swept_bf16_kernels_compile_for_sm90(only: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-m", "bench.tune_catalog", "--aot", "--dtypes", "bfloat16", "--only",
-                             only], capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "bench.tune_full_catalog_ce", "--aot", "--dtypes", "bfloat16",
+                             "--only", only], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, f"compile failed:\n{result.stderr[-4000:]}"
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     shapes = {f"{c.BLOCK_B}x{c.BLOCK_V}x{c.BLOCK_K}" for c in tune.variants(BF16)}

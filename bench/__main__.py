@@ -2,7 +2,7 @@
 
 Default: the spectral-fusion table, written to ``bench/results/<date>_<gpu>.json`` (schema in the
 README) with a PNG of speedup over the eager reference beside it. ``--catalog``: the large-catalog
-table (bench/catalog.py), written to ``bench/results/<date>_<gpu>_catalog.json``. Needs a CUDA device:
+table (bench/full_catalog_ce.py), written to ``bench/results/<date>_<gpu>_catalog.json``. Needs a CUDA device:
 numbers not measured on a GPU are written nowhere. ``--data-scale``: the data path at scale on the CPU
 (bench/data_scale.py), appended to ``bench/results/data_scale_<date>_cpu.json``. ``--train-step`` (CPU or
 GPU): one training step of TedRec and SASRec, fast path against reference mode, and the MoE-modulation op
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from bench.catalog import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
 from bench.environment import results_path, run_header, write_json
+from bench.full_catalog_ce import CATALOG_SIZES, CatalogCase, loss_record, train_step_record
 from bench.spectral_fusion import GPU_CASES, Case, copy_gbps, floor_bytes, make_step, time_ms, winners
 from bench.train_step import document_path, train_step_document
 

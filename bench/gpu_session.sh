@@ -65,8 +65,8 @@ need_data() {
 case "$stage" in
   tests)
     # every test whose kernels run on the `device` fixture (the GPU here), and the GPU-only ones
-    python -m pytest -q -n 8 --maxfail=30 tests/test_spectral_fusion*.py tests/test_spectral_filter.py \
-      tests/test_full_catalog_ce*.py tests/test_cuda_nvrtc.py tests/test_kernels_common.py tests/test_tune_*.py \
+    python -m pytest -q -n 8 --maxfail=30 tests/test_spectral_fusion*.py tests/ops/spectral_filter/test_spectral_filter.py \
+      tests/test_full_catalog_ce*.py tests/cuda/test_cuda_nvrtc.py tests/kernels/test_kernels_common.py tests/test_tune_*.py \
       2>&1 | tee "$out/tests.log" | tail -40
     ;;
   bench)
@@ -74,7 +74,7 @@ case "$stage" in
     ;;
   tune)
     { python -m bench.tune_spectral_fusion --out-dir "$out" --budget-s 270
-      python -m bench.tune_catalog --out-dir "$out" --budget-s 240; } 2>&1 | tee "$out/tune.log" | tail -40
+      python -m bench.tune_full_catalog_ce --out-dir "$out" --budget-s 240; } 2>&1 | tee "$out/tune.log" | tail -40
     ;;
   catalog)
     python -m bench --catalog --out-dir "$out" 2>&1 | tee "$out/catalog.log" | tail -40

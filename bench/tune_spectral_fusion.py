@@ -62,6 +62,7 @@ from bench.spectral_fusion import Case, make_step, time_ms
 from tedrec_fast.cuda.loaders import EmulatorLoader, NvrtcLoader
 from tedrec_fast.kernels import spectral_fusion as kernels
 from tedrec_fast.kernels.spectral_fusion import KernelConfig, kernel_config
+from tedrec_fast.ops.spectral_fusion import triton as host
 from tedrec_fast.ops.spectral_fusion.cuda import (
     CHUNK_WIDTHS,
     SMEM_LIMIT,
@@ -272,8 +273,8 @@ def launcher(variant: Variant, problem: Problem) -> Callable[[], tuple[torch.Ten
     n = inputs[0].shape[1]
     if variant.kind == "triton":
         config = None if variant.default else triton_config(variant, n)
-        forward = partial(kernels.spectral_fusion_forward, config=config)
-        backward = partial(kernels.spectral_fusion_backward, config=config)
+        forward = partial(host.spectral_fusion_forward, config=config)
+        backward = partial(host.spectral_fusion_backward, config=config)
     else:
         knobs = dict(variant.knobs)
         loader_type = NvrtcLoader if inputs[0].device.type == "cuda" else EmulatorLoader

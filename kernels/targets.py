@@ -4,8 +4,8 @@
 launch must respect there, from the CUDA C++ Programming Guide's table of technical specifications per
 compute capability (shared memory per block is the opt-in maximum a kernel may request; registers per
 thread is the most ``ptxas`` may give one thread). The Triton and CUDA C++ kernels are compiled for
-every entry without a GPU (``python -m tedrec_fast.kernels.aot --arch A``; tests/test_aot_compile.py,
-tests/test_cuda_compile.py) and every configuration the dispatcher can pick there is checked to fit.
+every entry without a GPU (``python -m tedrec_fast.kernels.aot --arch A``; tests/kernels/test_aot_compile.py,
+tests/cuda/test_cuda_compile.py) and every configuration the dispatcher can pick there is checked to fit.
 
 :class:`TargetConfigs` is how an op's kernel module states its launch configurations per target: one
 mapping ``{arch: {key: config}}`` next to its kernels. :func:`device_target` gives the entry a device

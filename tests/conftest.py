@@ -68,13 +68,11 @@ if not torch.cuda.is_available():
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 #: tests that run only under ``pytest -m slow`` (file, test id pattern, why), beside those decorated with
-#: ``@pytest.mark.slow``: the exhaustive parts of sweeps and the long compiler and emulator runs, each taking
+#: ``@pytest.mark.slow`` (tests/kernels/test_aot_compile.py marks its own): the exhaustive parts of sweeps and
+#: the long compiler and emulator runs, each taking
 #: 10-260 s on the 2-core CPU (``--durations``, 2026-12-07). A representative case of each stays in the
 #: default run.
 SLOW_TESTS = (
-    ("test_aot_compile.py", r"test_compiles_for_sm90\[(?!spectral_fusion-float32-default-n64\]"
-     r"|spectral_filter-float32-default-n64\]|full_catalog_ce-float32-default\])",
-     "sm_90 compiles of every other size and dtype (fp32 at n = 64 of each op stays)"),
     ("test_spectral_fusion_cuda.py",
      r"test_every_chunk_width_and_the_size_limits\[emulator-(1-4-2048|2-129-3|1-257-9)\]",
      "emulator at the size limits (n = 512 stays)"),
@@ -88,7 +86,8 @@ SLOW_TESTS = (
     ("test_spectral_fusion.py", r"test_triton_gradcheck_float64\[(2-1-2|1-5-2|1-2-2)\]",
      "more gradchecks (one stays)"),
     ("test_spectral_fusion.py", r"test_triton_size_limits\[1-3-2048\]", "interpreter at d = 2048"),
-    ("test_tune_catalog.py", r"test_swept_bf16_kernels_compile_for_sm90", "compiles of the catalog sweep's variants"),
+    ("test_tune_full_catalog_ce.py", r"test_swept_bf16_kernels_compile_for_sm90",
+     "compiles of the catalog sweep's variants"),
     ("test_tune_spectral_fusion.py", r"test_swept_eight_warp_kernels_compile_for_sm90",
      "compiles of the fusion sweep's 8-warp variants"),
     ("test_models_tedrec.py", r"test_torch_compile_matches_eager", "torch.compile of the whole model on a CPU"),

@@ -7,7 +7,7 @@ import json
 import torch
 
 from bench.__main__ import write
-from bench.catalog import CatalogCase, loss_record, train_step_record, zipf_items
+from bench.full_catalog_ce import CatalogCase, loss_record, train_step_record, zipf_items
 from bench.spectral_fusion import GPU_CASES, floor_bytes
 
 
@@ -53,7 +53,7 @@ def test_public_kernels_get_normalised_temperature_scaled_inputs(monkeypatch) ->
     import sys
     import types
 
-    from bench.catalog import public_kernel_steps
+    from bench.full_catalog_ce import public_kernel_steps
     from tedrec_fast.ops.full_catalog_ce import full_catalog_cross_entropy_reference
 
     losses = {}
@@ -90,7 +90,7 @@ def test_public_kernels_get_normalised_temperature_scaled_inputs(monkeypatch) ->
 def test_public_kernels_are_left_out_when_not_installed(monkeypatch) -> None:
     import sys
 
-    from bench.catalog import public_kernel_steps
+    from bench.full_catalog_ce import public_kernel_steps
 
     for name in ("liger_kernel", "liger_kernel.transformers",
                  "liger_kernel.transformers.fused_linear_cross_entropy", "cut_cross_entropy"):

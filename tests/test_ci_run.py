@@ -74,12 +74,12 @@ def test_the_default_run_leaves_slow_tests_to_pytest_m_slow():
 
     def collected(*args: str) -> list[str]:
         proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly",
-                               "tests/test_cuda_extension_build.py", "tests/test_models_tedrec.py", *args],
+                               "tests/cuda/test_cuda_extension_build.py", "tests/models/test_models_tedrec.py", *args],
                               capture_output=True, text=True, cwd=CI_RUN.parents[1], timeout=300)
         return [line for line in proc.stdout.splitlines() if "::" in line]
 
-    slow = {"tests/test_cuda_extension_build.py::test_cuda_extension_builds_and_loads",
-            "tests/test_models_tedrec.py::test_torch_compile_matches_eager"}
+    slow = {"tests/cuda/test_cuda_extension_build.py::test_cuda_extension_builds_and_loads",
+            "tests/models/test_models_tedrec.py::test_torch_compile_matches_eager"}
     default = collected()
     assert default and not slow & set(default)
     assert set(collected("-m", "slow")) == slow

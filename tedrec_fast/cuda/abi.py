@@ -1,52 +1,42 @@
 """The launch ABI shared by every loader of the CUDA C++ kernels.
 
-Each ``extern "C"`` entry point of ``csrc/`` is described here by its parameter kinds; a launch packs
-its arguments into one byte buffer with C alignment and hands ``(buffer, offsets)`` to the loader,
-which points the kernel's parameter array into it (``cudaLaunchKernel`` in the extension, the
-emulator's call table) or converts them to typed scalars (CuPy). The emulator reports the C++
-signature of each kernel, and a test checks it against this table.
+An op's host side registers the ``extern "C"`` entry points of its ``csrc/`` kernels by their parameter kinds
+(:func:`register_kernels`); a launch packs its arguments into one byte buffer with C alignment and hands
+``(buffer, offsets)`` to the loader, which points the kernel's parameter array into it (``cudaLaunchKernel``
+in the extension, the emulator's call table) or converts them to typed scalars (CuPy).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-__all__ = ["KINDS", "KERNEL_SIGNATURES", "STORAGE_SUFFIX", "pack_args"]
+__all__ = ["KINDS", "register_kernels", "signature", "pack_args"]
 
 #: parameter kind -> struct format (native byte order, no padding: offsets are aligned explicitly)
 KINDS = {"ptr": "Q", "i32": "i", "i64": "q", "f32": "f"}
 
-_SEQUENCE_ARGS = {
-    "item": ("ptr", "i64", "i64"),
-    "text": ("ptr", "i64", "i64"),
-    "grad": ("ptr", "i64", "i64"),
-}
-_GATES = ("ptr", "ptr", "ptr", "ptr")  # gi_w, gi_b, gf_w, gf_b
-
-#: storage suffix of each entry point, by torch dtype name
-STORAGE_SUFFIX = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+_SIGNATURES: dict[str, tuple[str, ...]] = {}
 
 
-def _sequence_kernels(suffix: str) -> dict[str, tuple[str, ...]]:
-    seq = _SEQUENCE_ARGS
-    return {
-        f"tedrec_filter_taps_{suffix}": ("ptr", "ptr", "i32", "i32"),
-        f"tedrec_fusion_forward_{suffix}": ("ptr", *seq["item"], *seq["text"], "ptr", *_GATES, "i32", "i32", "i32"),
-        f"tedrec_fusion_backward_stats_{suffix}": (
-            "ptr", *seq["grad"], *seq["item"], *seq["text"], "ptr", *_GATES, "i32", "i32", "i32"),
-        f"tedrec_fusion_backward_main_{suffix}": (
-            "ptr", "ptr", "ptr", "ptr", "ptr", *seq["grad"], *seq["item"], *seq["text"], "ptr", "ptr", "ptr",
-            "i32", "i32", "i32", "i32", "i32"),
-    }
+def register_kernels(signatures: Mapping[str, tuple[str, ...]]) -> None:
+    """Make the kernels ``{name: parameter kinds}`` launchable by name; ``ValueError`` on an unknown kind or a
+    name already registered with another signature."""
+    for name, kinds in signatures.items():
+        unknown = [kind for kind in kinds if kind not in KINDS]
+        if unknown:
+            raise ValueError(f"kernel {name}: unknown parameter kinds {unknown} (known: {sorted(KINDS)})")
+        if _SIGNATURES.get(name, kinds) != tuple(kinds):
+            raise ValueError(f"kernel {name} is already registered with the signature {_SIGNATURES[name]}")
+        _SIGNATURES[name] = tuple(kinds)
 
 
-KERNEL_SIGNATURES: dict[str, tuple[str, ...]] = {
-    **{name: sig for suffix in STORAGE_SUFFIX.values() for name, sig in _sequence_kernels(suffix).items()},
-    "tedrec_fusion_backward_reduce": ("ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32"),
-    "tedrec_fusion_backward_bias": ("ptr", "ptr", "i32"),
-    "tedrec_filter_taps_backward": ("ptr", "ptr", "i32", "i32"),
-}
+def signature(kernel: str) -> tuple[str, ...]:
+    """The parameter kinds of ``kernel``; ``KeyError`` naming it if no op registered it."""
+    try:
+        return _SIGNATURES[kernel]
+    except KeyError:
+        raise KeyError(f"no CUDA kernel {kernel!r} is registered (tedrec_fast.cuda.abi.register_kernels)") from None
 
 
 def pack_args(kernel: str, values: Sequence[int | float]) -> tuple[bytes, list[int]]:
@@ -54,7 +44,7 @@ def pack_args(kernel: str, values: Sequence[int | float]) -> tuple[bytes, list[i
 
     Raises ``KeyError`` for an unknown kernel and ``ValueError`` for a wrong number of values.
     """
-    kinds = KERNEL_SIGNATURES[kernel]
+    kinds = signature(kernel)
     if len(values) != len(kinds):
         raise ValueError(f"{kernel} takes {len(kinds)} arguments ({', '.join(kinds)}), got {len(values)}")
     buffer = bytearray()

@@ -5,7 +5,7 @@
 * ``emulator``: the same kernels compiled for the CPU (tests only, never picked by ``"auto"``); CPU
   tensors, when ``TEDREC_FAST_CUDA_EMULATE=1``.
 
-Every loader launches by kernel name with the arguments of :data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`
+Every loader launches by kernel name with the arguments of its signature registered in :mod:`tedrec_fast.cuda.abi`
 on the current torch stream, straight on the tensors' memory (no copies). The two that compile at run time
 also load variants of the kernels, built with macros defined (``NvrtcLoader({"TEDREC_ROWS": 8})``: the
 tuning sweep's, bench/tune_spectral_fusion.py); :data:`LOADERS` hold the kernels as written.

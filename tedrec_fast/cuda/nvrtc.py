@@ -7,7 +7,7 @@ from a newer NVRTC of the same CUDA major version loads on an older driver), wri
 and loaded with ``cupy.RawModule``. A variant of the kernels (a tuning sweep's, e.g. ``TEDREC_ROWS`` 8) is
 the same source with ``#define`` lines in front: another text, so another cache key. Launches go on a
 stream given by its handle (torch's current stream), with arguments converted by the parameter kinds of
-:data:`tedrec_fast.cuda.abi.KERNEL_SIGNATURES`.
+their registered signatures (:mod:`tedrec_fast.cuda.abi`).
 
 Compiling needs only CuPy and the NVRTC library (wheel ``nvidia-cuda-nvrtc``), no GPU: the tests
 compile the real source on CPU machines. Loading and launching need a CUDA device.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tedrec_fast.cuda.abi import KERNEL_SIGNATURES
+from tedrec_fast.cuda.abi import signature
 from tedrec_fast.cuda.sources import assemble, cache_key
 from tedrec_fast.paths import cache_dir
 from tedrec_fast.safe_files import atomic_write_bytes
@@ -163,7 +163,7 @@ def kernel_args(kernel: str, values: Sequence[int | float]) -> tuple[np.generic,
     Raises ``KeyError`` for an unknown kernel, ``ValueError`` for a wrong number of values and
     ``OverflowError`` for a value out of its type's range.
     """
-    kinds = KERNEL_SIGNATURES[kernel]
+    kinds = signature(kernel)
     if len(values) != len(kinds):
         raise ValueError(f"{kernel} takes {len(kinds)} arguments ({', '.join(kinds)}), got {len(values)}")
     return tuple(_SCALAR_TYPES[kind](value) for kind, value in zip(kinds, values))

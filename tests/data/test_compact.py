@@ -20,7 +20,7 @@ from tedrec_fast.data.download import DownloadError
 from tedrec_fast.data.sequences import RawInteractions, build_sequences, write_prepared
 from tedrec_fast.paths import cache_dir
 from tedrec_fast.train import Trainer
-from tests.test_train_support import TinyRec
+from tests.train.support import TinyRec
 
 BASELINE = json.loads((Path(__file__).parent / "baseline_hashes.json").read_text())
 ONLINE_RETAIL = [Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.csv.gz",

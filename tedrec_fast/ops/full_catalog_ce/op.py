@@ -209,7 +209,7 @@ def _full_catalog_ce_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if impl == "torch-chunked":
         return _chunked_forward(query, item_weight, targets, temperature, normalize, ignore_index)
-    from tedrec_fast.kernels.full_catalog_ce import full_catalog_ce_forward
+    from tedrec_fast.ops.full_catalog_ce.triton import full_catalog_ce_forward
 
     q_scale, _ = _row_scales(query, temperature, normalize)
     c_scale, _ = _row_scales(item_weight, 1.0, normalize)
@@ -236,7 +236,7 @@ def _full_catalog_ce_backward_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if impl == "torch-chunked":
         return _chunked_backward(grad_loss, query, item_weight, targets, lse, temperature, normalize, ignore_index)
-    from tedrec_fast.kernels.full_catalog_ce import full_catalog_ce_backward
+    from tedrec_fast.ops.full_catalog_ce.triton import full_catalog_ce_backward
 
     q_scale, q_pi = _row_scales(query, temperature, normalize)
     c_scale, c_pi = _row_scales(item_weight, 1.0, normalize)

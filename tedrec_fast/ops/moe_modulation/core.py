@@ -67,7 +67,7 @@ class MoECore(torch.autograd.Function):
         if impl == "cpp":
             return cpu.forward(index, xu, gates, P, WT, 1.0 / (1.0 - p), threshold(p), seed)
         if impl == "triton":
-            from tedrec_fast.kernels.moe_modulation import moe_core_forward
+            from tedrec_fast.ops.moe_modulation.triton import moe_core_forward
 
             return moe_core_forward(index, xu, gates, P, WT, p, seed)
         return _torch_forward(index, xu, gates, P, WT, p, seed)
@@ -79,7 +79,7 @@ class MoECore(torch.autograd.Function):
         if ctx.impl == "cpp":
             grads = cpu.backward(index, xu, gates, P, WT, 1.0 / (1.0 - ctx.p), threshold(ctx.p), ctx.seed, grad_out)
         elif ctx.impl == "triton":
-            from tedrec_fast.kernels.moe_modulation import moe_core_backward
+            from tedrec_fast.ops.moe_modulation.triton import moe_core_backward
 
             grads = moe_core_backward(index, xu, gates, P, WT, ctx.p, ctx.seed, grad_out)
         else:

@@ -11,8 +11,8 @@ import torch
 
 from tedrec_fast.ops.checks import autocast_inputs, check_float_tensors, check_sequence_filter
 from tedrec_fast.ops.dispatch import Backend, Problem, TorchBackend, TritonBackend, choose_backend
+from tedrec_fast.ops.limits import KERNEL_DTYPES, MAX_D, MAX_N
 from tedrec_fast.ops.spectral_filter.reference import spectral_filter_reference
-from tedrec_fast.ops.spectral_fusion.op import KERNEL_DTYPES, MAX_D, MAX_N
 
 __all__ = ["spectral_filter", "BACKENDS"]
 
@@ -40,7 +40,7 @@ BACKENDS: tuple[Backend, ...] = (
 
 @torch.library.custom_op("tedrec_fast::spectral_filter", mutates_args=())
 def _spectral_filter_op(x: torch.Tensor, complex_weight: torch.Tensor) -> torch.Tensor:
-    from tedrec_fast.kernels.spectral_filter import spectral_filter_forward
+    from tedrec_fast.ops.spectral_filter.triton import spectral_filter_forward
 
     return spectral_filter_forward(x, complex_weight)
 
@@ -53,7 +53,7 @@ def _(x, complex_weight):
 @torch.library.custom_op("tedrec_fast::spectral_filter_backward", mutates_args=())
 def _spectral_filter_backward_op(grad_out: torch.Tensor, x: torch.Tensor, complex_weight: torch.Tensor
                                  ) -> list[torch.Tensor]:
-    from tedrec_fast.kernels.spectral_filter import spectral_filter_backward
+    from tedrec_fast.ops.spectral_filter.triton import spectral_filter_backward
 
     return list(spectral_filter_backward(grad_out, x, complex_weight))
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from tedrec_fast.cuda.abi import STORAGE_SUFFIX
 from tedrec_fast.cuda.loaders import Loader
 from tedrec_fast.kernels.targets import INTERPRETER_ARCH, TARGETS, launch_arch, target
+from tedrec_fast.ops.spectral_fusion.abi import STORAGE_SUFFIX
 
 __all__ = [
     "THREADS",

@@ -25,6 +25,7 @@ import torch
 from tedrec_fast.cuda.loaders import require_loader
 from tedrec_fast.ops.checks import autocast_inputs, check_float_tensors, check_sequence_filter
 from tedrec_fast.ops.dispatch import Backend, CudaBackend, Problem, TorchBackend, TritonBackend, choose_backend
+from tedrec_fast.ops.limits import KERNEL_DTYPES, MAX_D, MAX_N
 from tedrec_fast.ops.spectral_fusion.cuda import (
     CUDA_DTYPES,
     chunk_width_why_not,
@@ -35,9 +36,6 @@ from tedrec_fast.ops.spectral_fusion.reference import spectral_fusion_reference
 
 __all__ = ["spectral_fusion", "BACKENDS", "MAX_N", "MAX_D", "check_spectral_fusion_args"]
 
-MAX_N = 512  # kernel limits; the torch backend has none
-MAX_D = 2048
-KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _ARG_NAMES = (
     "item_emb",
     "text_emb",
@@ -105,7 +103,7 @@ BACKENDS: tuple[Backend, ...] = (
 
 def _forward_impl(backend: str, device: torch.device):
     if backend == "triton":
-        from tedrec_fast.kernels.spectral_fusion import spectral_fusion_forward
+        from tedrec_fast.ops.spectral_fusion.triton import spectral_fusion_forward
 
         return spectral_fusion_forward
     return functools.partial(spectral_fusion_forward_cuda, require_loader(device))
@@ -113,7 +111,7 @@ def _forward_impl(backend: str, device: torch.device):
 
 def _backward_impl(backend: str, device: torch.device):
     if backend == "triton":
-        from tedrec_fast.kernels.spectral_fusion import spectral_fusion_backward
+        from tedrec_fast.ops.spectral_fusion.triton import spectral_fusion_backward
 
         return spectral_fusion_backward
     return functools.partial(spectral_fusion_backward_cuda, require_loader(device))

@@ -6,9 +6,9 @@ import json
 
 import torch
 
-from bench.__main__ import write
 from bench.full_catalog_ce import CatalogCase, loss_record, train_step_record, zipf_items
 from bench.spectral_fusion import GPU_CASES, floor_bytes
+from bench.tables import write
 
 
 def _timer(step) -> float:
@@ -99,7 +99,7 @@ def test_public_kernels_are_left_out_when_not_installed(monkeypatch) -> None:
 
 
 def test_measure_runs_the_target_shape_first_survives_failures_and_keeps_its_budget(monkeypatch) -> None:
-    import bench.__main__ as main_module
+    import bench.tables as main_module
     from bench.spectral_fusion import TARGET_SHAPE
 
     clock = iter(range(1000))  # each perf_counter() call: one second later

@@ -24,6 +24,13 @@ def test_help_of_every_command_imports_no_torch():
             "except SystemExit as e:\n    assert e.code == 0, e.code\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+    # `tedrec-fast bench` runs `python -m bench` of the source checkout: its --help loads no torch either
+    code = ("import runpy, sys\nsys.argv = ['bench', '--help']\n"
+            "try:\n    runpy.run_module('bench', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip().splitlines()[-1] == "False"
 
 
 def test_train_help_states_the_cpu_schedule(capsys):

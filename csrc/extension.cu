@@ -1,4 +1,4 @@
-// tedrec_fast._C: the ahead-of-time build of the kernels in spectral_fusion.cu, and one launcher.
+// tedrec_fast._C: the ahead-of-time build of the kernels in kernels.cu (every op's), and one launcher.
 //
 // Thin on purpose: the Python side (tedrec_fast.cuda) owns the launch description (grid, block,
 // dynamic shared memory, stream) and packs the arguments with tedrec_fast.cuda.abi.pack_args into one
@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "spectral_fusion.cu"
+#include "kernels.cu"
 
 namespace py = pybind11;
 

@@ -1,6 +1,6 @@
 // Just enough of CUDA C++ for the host compiler to run the kernels of csrc/ on CPU threads (the tests).
 //
-// Include before ../spectral_fusion.cu. A launch (emulate.cpp) runs the blocks one after another and
+// Include before ../kernels.cu. A launch (emulate.cpp) runs the blocks one after another and
 // the threads of a block as OS threads; this header gives each of them its CUDA built-ins (thread-local
 // threadIdx, blockIdx, ...), the block barrier, warp shuffles and the device intrinsics the kernels call.
 #pragma once

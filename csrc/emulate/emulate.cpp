@@ -7,7 +7,7 @@
 // so reads of unwritten shared memory show), followed by a guard that catches writes past its end.
 #include "cuda_emulation.h"
 
-#include "../spectral_fusion.cu"
+#include "../kernels.cu"
 
 #include <algorithm>
 #include <mutex>

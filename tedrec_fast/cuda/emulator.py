@@ -1,7 +1,7 @@
 """The CPU emulator of the CUDA C++ kernels: ``csrc/`` compiled by the host C++ compiler, for the tests.
 
 ``csrc/emulate/emulate.cpp`` includes ``cuda_emulation.h`` (CUDA's built-ins on OS threads) and then
-``spectral_fusion.cu`` itself, so the tests run the very kernels the GPU runs: their indexing, barriers
+``kernels.cu`` (every op's kernels) itself, so the tests run the very kernels the GPU runs: their indexing, barriers
 and warp shuffles, on CPU tensors. The shared library is compiled once per source, compiler and set of macros
 defined on its command line (variants of the kernels, e.g. ``TEDREC_ROWS`` 8), and cached under
 :func:`tedrec_fast.paths.cache_dir` (``emulator``).

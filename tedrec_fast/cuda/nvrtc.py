@@ -45,7 +45,7 @@ __all__ = [
 Dim3 = tuple[int, int, int]
 
 #: the translation unit NVRTC compiles
-ENTRY = "spectral_fusion.cu"
+ENTRY = "kernels.cu"
 #: dynamic shared memory a kernel may use without opting in (cudaFuncAttributeMaxDynamicSharedMemorySize)
 DEFAULT_MAX_DYNAMIC_SMEM = 48 * 1024
 

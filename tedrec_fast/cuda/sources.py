@@ -14,7 +14,7 @@ _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.M)
 
 
 def csrc_dir() -> Path:
-    """The folder holding ``spectral_fusion.cu`` and its headers (``csrc/`` of the checkout or the install)."""
+    """The folder holding the CUDA C++ sources (``csrc/`` of the checkout or the install)."""
     return Path(str(resources.files("tedrec_fast.csrc")))
 
 
@@ -24,7 +24,7 @@ def source_files(directory: Path | None = None) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".cu", ".cuh", ".h", ".cpp") and p.is_file())
 
 
-def assemble(entry: str = "spectral_fusion.cu", directory: Path | None = None) -> str:
+def assemble(entry: str = "kernels.cu", directory: Path | None = None) -> str:
     """``entry`` with every quoted ``#include`` inlined (each file once), for compilers given one text.
 
     NVRTC compiles a single string and cannot reach the package's headers, so they are pasted in; a

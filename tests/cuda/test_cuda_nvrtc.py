@@ -306,7 +306,7 @@ def test_load_module_compiles_once_and_memoises_per_device(
         assert first.path == other.path and first.path.parent == cache_root
     finally:
         nvrtc._device_cubin.cache_clear()
-    assert compiles == [(assemble("spectral_fusion.cu"), "sm_90")]
+    assert compiles == [(assemble(nvrtc.ENTRY), "sm_90")]
     assert [entry for entry in fake_cupy.log if entry[0] == "load"] == [
         ("load", str(first.path), 0), ("load", str(first.path), 1)]
 

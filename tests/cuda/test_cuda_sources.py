@@ -32,7 +32,7 @@ def test_assemble_names_file_and_line_of_a_missing_header(tmp_path: Path) -> Non
 
 def test_the_package_ships_the_sources() -> None:
     names = {p.relative_to(csrc_dir()).as_posix() for p in source_files()}
-    assert {"spectral_fusion.cu", "common.cuh", "extension.cu", "emulate/cuda_emulation.h",
+    assert {"kernels.cu", "spectral_fusion.cu", "common.cuh", "extension.cu", "emulate/cuda_emulation.h",
             "emulate/emulate.cpp"} <= names
     text = assemble()
     assert '#include "' not in text

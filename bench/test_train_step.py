@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.train_step import make_moe_step, make_train_step
+from bench.moe_modulation import make_moe_step
+from bench.train_step import make_train_step
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 BATCH = 2048 if DEVICE == "cuda" else 256

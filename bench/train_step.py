@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 
 from tedrec_fast.models import build_model
-from tedrec_fast.ops.moe_modulation import moe_modulation, moe_modulation_reference
 from tedrec_fast.train.report import processor_name, source_commit
 
-__all__ = ["N_ITEMS", "TEXT_DIM", "make_train_step", "make_moe_step", "time_interleaved", "measure_train_step",
-           "train_step_document"]
+__all__ = ["N_ITEMS", "TEXT_DIM", "make_train_step", "time_interleaved", "measure_train_step", "train_step_document"]
 
 N_ITEMS = 1683  # ML-100k's items + padding
 TEXT_DIM = 384  # MiniLM (all-MiniLM-L6-v2)
@@ -33,7 +31,7 @@ TEXT_DIM = 384  # MiniLM (all-MiniLM-L6-v2)
 MODELS = {"tedrec": {"hidden_size": 300}, "sasrec": {}}
 
 
-def _batch(B: int, n: int, device: str, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def batch(B: int, n: int, device: str, seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, n + 1, (B,), generator=g)
     seq = torch.randint(1, N_ITEMS, (B, n), generator=g)
@@ -48,35 +46,12 @@ def make_train_step(model_name: str, reference: bool, B: int, n: int = 50, devic
     text = torch.randn(N_ITEMS, TEXT_DIM) * 0.05
     model = build_model(model_name, N_ITEMS, n, text, reference=reference, **MODELS[model_name]).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    seq, lengths, target = _batch(B, n, device)
+    seq, lengths, target = batch(B, n, device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         model.calculate_loss(seq, lengths, target).backward()
         optimizer.step()
-
-    return step
-
-
-def make_moe_step(reference: bool, B: int, n: int = 50, hidden: int = 300, experts: int = 8,
-                  device: str = "cpu") -> Callable[[], None]:
-    """Forward + backward of the MoE modulation alone (the op, or its eager reference) at training time."""
-    torch.manual_seed(0)
-    table = torch.randn(N_ITEMS, TEXT_DIM, device=device) * 0.05
-    shapes = [(TEXT_DIM, experts), (TEXT_DIM, experts), (experts, hidden, TEXT_DIM), (experts, n, TEXT_DIM)]
-    params = [torch.randn(shape, device=device) * 0.02 for shape in shapes]
-    for p in params:
-        p.requires_grad_(True)
-    items, _, _ = _batch(B, n, device)
-
-    def step() -> None:
-        if reference:
-            out = moe_modulation_reference(table[items], *params, 0.2, True)
-        else:
-            out = moe_modulation(items, table, *params, 0.2, True)
-        out.sum().backward()
-        for p in params:
-            p.grad = None
 
     return step
 
@@ -110,6 +85,8 @@ def measure_train_step(B: int = 256, n: int = 50, repeats: int = 5, device: str 
                        models: tuple[str, ...] = ("tedrec", "sasrec"), report: Callable[[dict], None] = print
                        ) -> list[dict]:
     """The train-step records of ``models`` and the MoE op's record, each fast against reference."""
+    from bench.moe_modulation import make_moe_step  # the op's own bench module (it imports this one)
+
     records = []
 
     def record(op: str, model: str, ms: float, ref_ms: float, cpu_ms: float, ref_cpu_ms: float) -> None:

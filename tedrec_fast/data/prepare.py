@@ -122,8 +122,9 @@ def prepare_dataset(source: str, out_dir: str | Path, raw: str | Path | None = N
                     max_seq_length: int = 50, *, recbole_export: bool = True) -> Path:
     """Prepare the preset ``source`` into ``out_dir/source`` and return that directory.
 
-    ``raw`` is the source's raw file or directory; when ``None`` it is downloaded into the cache (see
-    :func:`tedrec_fast.paths.cache_dir`). See the module docstring for the directory's contents; it is
+    ``raw`` is the source's raw file or directory; when ``None`` it is downloaded into ``raw/<source>`` of the cache
+    (:func:`tedrec_fast.paths.cache_dir`; apart from the prepared ``<data_dir>/<source>``, whose default is the
+    cache itself). See the module docstring for the directory's contents; it is
     replaced in one rename, never half-written.
     """
     if source not in SOURCES:
@@ -131,7 +132,7 @@ def prepare_dataset(source: str, out_dir: str | Path, raw: str | Path | None = N
                          "tedrec-fast prepare table --inter FILE ...)")
     check_max_seq_length(max_seq_length)
     spec = SOURCES[source]
-    raw_path = Path(raw) if raw is not None else spec.fetch(cache_dir() / source)
+    raw_path = Path(raw) if raw is not None else spec.fetch(cache_dir("raw") / source)
     inputs = spec.locate(raw_path)
     return _prepare(source, inputs, lambda: spec.read(inputs), {"source": source, "max_seq_length": max_seq_length},
                     out_dir, recbole_export)

@@ -102,7 +102,7 @@ def test_compact_memory_is_about_four_bytes_per_interaction(tmp_path):
 
 
 def _ml100k_raw() -> Path | None:
-    cached = cache_dir() / "ml-100k"
+    cached = cache_dir("raw") / "ml-100k"
     if (cached / "ml-100k.inter").is_file() or os.environ.get("TEDREC_FAST_NETWORK_TESTS") == "1":
         return None
     pytest.skip(f"ML-100k not cached at {cached} (set TEDREC_FAST_NETWORK_TESTS=1 to download it)")

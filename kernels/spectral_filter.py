@@ -19,6 +19,7 @@ import triton.language as tl
 from tedrec_fast.kernels.common import aot_signature, dot_precision, tl_acc_dtype
 from tedrec_fast.kernels.spectral_fusion import CONFIGS as _FUSION_CONFIGS
 from tedrec_fast.kernels.spectral_fusion import (
+    KernelConfig,
     _dft_rows,
     _hermitian_weight,
     _inverse,
@@ -30,7 +31,7 @@ from tedrec_fast.kernels.spectral_fusion import (
 )
 from tedrec_fast.kernels.targets import TargetConfigs
 
-__all__ = ["CONFIGS", "compile_specs"]
+__all__ = ["CONFIGS", "filter_block_k", "compile_specs"]
 
 #: The filter's launch configurations per target: the fusion's (:data:`tedrec_fast.kernels.spectral_fusion.CONFIGS`;
 #: its forward fields for the forward, its backward fields for the backward). The filter kernels hold fewer
@@ -108,6 +109,12 @@ def _spectral_filter_bwd_kernel(
         tl.debug_barrier()  # the partial is read back by other threads of this program next iteration
 
 
+def filter_block_k(cfg: KernelConfig) -> int:
+    """The filter's frequency block for a fusion configuration ``cfg``: its ``BLOCK_K``, at least 16 (the
+    filter's products take ``BLOCK_K`` rows; the fusion's stack two blocks, so it may use 8)."""
+    return max(16, cfg.BLOCK_K)
+
+
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
                   block_n: int | None = None, *, arch: int = 90) -> list[dict]:
     """Everything ``triton.compile`` needs for each filter kernel configuration the dispatcher can pick on
@@ -120,10 +127,10 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
         for label, fn, block_d, warps in (("forward", _spectral_filter_fwd_kernel, cfg.BLOCK_D, cfg.num_warps),
                                           ("backward", _spectral_filter_bwd_kernel, cfg.BLOCK_D_BWD,
                                            cfg.num_warps_bwd)):
-            constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=block_d,
+            constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=filter_block_k(cfg), BLOCK_D=block_d,
                               ACC=tl_acc_dtype(dtype), PRECISION=precision)
             signature = aot_signature(fn, constexprs, dtype, accumulators=("pw_ptr",))
-            specs.append(dict(name=f"spectral_filter {label} {cfg.BLOCK_N}x{cfg.BLOCK_K}x{block_d} w{warps}",
+            specs.append(dict(name=f"spectral_filter {label} {cfg.BLOCK_N}x{filter_block_k(cfg)}x{block_d} w{warps}",
                               fn=fn, signature=signature, constexprs=constexprs, num_warps=warps,
                               block_n=cfg.BLOCK_N))
     return specs

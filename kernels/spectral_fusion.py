@@ -7,10 +7,14 @@ The op (docs/DESIGN.md section 2) for one sequence of ``n`` positions and ``d`` 
 
 Algorithm: the real DFT as small matrix products on tensor cores. One program owns one whole
 sequence (the gates reduce over all ``d`` channels while the transforms run over ``n``) and walks
-its channels in ``BLOCK_D`` chunks. For a chunk it loads ``T`` and ``E`` once (``BLOCK_N x BLOCK_D``),
-and for each block of ``BLOCK_K`` frequencies builds the twiddles ``cos(2 pi k t / n)`` and
-``-sin(2 pi k t / n)`` in registers, transforms both inputs (4 dots), multiplies the spectra (with the
-filter ``W`` for ``E2``) and transforms back (4 dots). The twiddles are unnormalised; the ortho scales
+its channels in ``BLOCK_D`` chunks. For a chunk it loads ``[T | E]`` once (``BLOCK_N x 2 BLOCK_D``),
+and for each block of ``BLOCK_K`` frequencies builds the twiddles ``[cos; -sin]`` of ``2 pi k t / n``
+(``2 BLOCK_K x BLOCK_N``) in registers, transforms both inputs in one product, multiplies the spectra
+(with the filter ``W`` for ``E2``) and transforms back in one product ``[cos | -sin] @ [[Pr, Qr]; [Pi, Qi]]``
+giving ``[F | E2]``. Stacking the operands makes each transform one product whose result the warps split;
+four separate ``BLOCK_K x BLOCK_D`` products would be computed whole by every warp, each thread holding
+whole operands, which spilled (bench/NOTES.md). The quarter tiles are taken apart and put together with
+``tl.reshape``, ``tl.permute``, ``tl.split`` and ``tl.join``. The twiddles are unnormalised; the ortho scales
 ``n^-3/2`` (for ``F``) and ``n^-1`` (for ``E2``) and the Hermitian weights ``w_k`` (1 for the DC and
 Nyquist bins, 2 otherwise) are applied to the spectra. Nothing but ``V`` is written to memory.
 
@@ -20,7 +24,8 @@ pass does both.
 
 The backward kernel is persistent (one program per SM, looping over sequences). Per sequence it first
 recomputes ``F``, ``E2`` and the four per-position scalars (both gate logits, ``<G, E2>``, ``<G, F>``),
-then per chunk forms ``dF`` and ``dE2`` and applies the adjoints of the transforms. Batch reductions
+then per chunk forms ``[T | E | dF | dE2]`` and applies the adjoints of the transforms (one product for the
+eight half spectra, one for ``[dT | dE]``). Batch reductions
 (``d complex_weight``, gate weights, biases) are accumulated in fp32 into the program's own slice of a
 partial buffer and summed over programs afterwards, so the backward never uses atomics and is
 deterministic.
@@ -473,25 +478,29 @@ class KernelConfig:
     num_warps_bwd: int
 
 
-def _configs(chunks: dict[int, tuple[int, int, int, int]],
-             float64_chunks: dict[int, tuple[int, int, int, int]]) -> dict[tuple[str, int], KernelConfig]:
-    """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (forward BLOCK_D, forward warps, backward BLOCK_D,
-    backward warps)}`` for 16- and 32-bit inputs (fp32 tiles) and for float64 (tiles of twice the bytes)."""
-    table = {("32-bit", block_n): KernelConfig(block_n, 16, *c) for block_n, c in chunks.items()}
-    table.update({("float64", block_n): KernelConfig(block_n, 16, *c) for block_n, c in float64_chunks.items()})
+def _configs(chunks: dict[int, tuple[int, int, int, int, int]],
+             float64_chunks: dict[int, tuple[int, int, int, int, int]]) -> dict[tuple[str, int], KernelConfig]:
+    """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (BLOCK_K, forward BLOCK_D, forward warps, backward
+    BLOCK_D, backward warps)}`` for 16- and 32-bit inputs (fp32 tiles) and for float64 (tiles of twice the bytes)."""
+    table = {("32-bit", block_n): KernelConfig(block_n, *c) for block_n, c in chunks.items()}
+    table.update({("float64", block_n): KernelConfig(block_n, *c) for block_n, c in float64_chunks.items()})
     return table
 
 
-#: Hopper and datacenter Blackwell (227 KiB of shared memory per block; on sm_90 ``tl.dot`` reaches wgmma)
-_LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8), 256: (16, 8, 16, 8)}
-_LARGE_SMEM_FLOAT64 = {n: c for n, c in _LARGE_SMEM.items() if n <= 128}
+#: Hopper and datacenter Blackwell (227 KiB of shared memory per block; on sm_90 ``tl.dot`` reaches wgmma).
+#: TedRec's length (``BLOCK_N = 64``) in frequency blocks of 8: the only block size whose fp32 (3xTF32) forward
+#: and backward compile without spills on every target (bench/NOTES.md)
+_LARGE_SMEM = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (8, 16, 4, 16, 8), 128: (16, 32, 8, 16, 8),
+               256: (16, 16, 8, 16, 8)}
+_LARGE_SMEM_FLOAT64 = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (16, 32, 4, 32, 8),
+                       128: (16, 32, 8, 16, 8)}
 #: Ampere A100 (163 KiB) and the 99-KiB parts (A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx); ``mma.sync``
-_SMALL_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (16, 4, 16, 8), 128: (16, 8, 16, 8)}
-#: sm_80 and sm_120: the TedRec-length forward at 8 warps (two passes spill 100 B and 0 B there, 148 B and 16 B
-#: at 4 warps; bench/NOTES.md)
-_SMALL_SMEM_8_WARP_FORWARD = {**_SMALL_SMEM, 64: (16, 8, 16, 8)}
+_SMALL_SMEM = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (8, 32, 8, 16, 8), 128: (16, 16, 8, 16, 8)}
+#: sm_120: the TedRec-length forward in 16-channel chunks at 4 warps (32-channel ones spill nothing in the fusion
+#: but 36 B in the filter's forward, which shares the configuration; bench/NOTES.md)
+_SMALL_SMEM_NARROW_FORWARD = {**_SMALL_SMEM, 64: (8, 16, 4, 16, 8)}
 #: float64 there: 64-channel forward chunks at ``BLOCK_N = 32`` need 106,496 B, over 99 KiB
-_SMALL_SMEM_FLOAT64 = {16: (32, 4, 32, 8), 32: (32, 4, 32, 8), 64: (16, 4, 16, 8)}
+_SMALL_SMEM_FLOAT64 = {16: (16, 32, 4, 32, 8), 32: (16, 32, 4, 32, 8), 64: (16, 16, 4, 16, 8)}
 
 
 def dtype_group(dtype: torch.dtype) -> str:
@@ -511,12 +520,12 @@ def _no_config(arch: int, key: tuple[str, int]) -> str:
 #: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
 #: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
 CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {
-    80: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
+    80: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
     86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
     89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
     90: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
     100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
-    120: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
+    120: _configs(_SMALL_SMEM_NARROW_FORWARD, _SMALL_SMEM_FLOAT64),
 }, why=_no_config)
 
 #: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's 32-bit configurations, and
@@ -548,9 +557,10 @@ def kernel_config(n: int, arch: int | None = 90, dtype: torch.dtype = torch.floa
     (``None``: the Triton interpreter). ``ValueError`` saying why when none of that length fits the target.
 
     ``tl.dot`` needs every dimension to be a power of two >= 16, so ``n`` is padded to ``BLOCK_N`` and
-    frequencies are processed in blocks of ``BLOCK_K = 16``. Registers hold a few
-    ``BLOCK_N x BLOCK_D`` fp32 tiles and four ``BLOCK_K x BLOCK_N`` twiddle tiles, so the channel chunk
-    shrinks as the padded length grows; the backward keeps about twice as many tiles live.
+    frequencies are processed in blocks of ``BLOCK_K`` (16, or 8 at TedRec's length: the stacked twiddles
+    have ``2 BLOCK_K`` rows). Registers hold the tensor-core operands of a ``2 BLOCK_K x BLOCK_N`` twiddle
+    tile and a ``BLOCK_N x 2 BLOCK_D`` (backward ``4 BLOCK_D``) data tile, so the channel chunk shrinks as
+    the padded length grows.
     """
     reason = config_why_not(n, arch, dtype)
     if reason is not None:
@@ -563,14 +573,15 @@ def validate_config(config: KernelConfig, n: int) -> None:
     """Raise ``ValueError`` naming the argument ``config`` unless it can run sequences of length ``n``
     (``TypeError`` if it is not a :class:`KernelConfig`).
 
-    ``BLOCK_N`` must cover ``n``; ``BLOCK_N``, ``BLOCK_K``, ``BLOCK_D`` and ``BLOCK_D_BWD`` are ``tl.dot``
-    dimensions (powers of two >= 16); the warp counts are powers of two.
+    ``BLOCK_N`` must cover ``n``; ``BLOCK_N``, ``BLOCK_D`` and ``BLOCK_D_BWD`` are ``tl.dot`` dimensions
+    (powers of two >= 16), and so is ``2 BLOCK_K`` (``BLOCK_K``: a power of two >= 8); the warp counts are
+    powers of two.
     """
     if not isinstance(config, KernelConfig):
         raise TypeError(f"spectral_fusion: config must be a KernelConfig, got {type(config).__name__}")
     for field in fields(KernelConfig):
         value = getattr(config, field.name)
-        smallest = 1 if field.name.startswith("num_warps") else 16
+        smallest = 1 if field.name.startswith("num_warps") else 8 if field.name == "BLOCK_K" else 16
         if not isinstance(value, int) or value < smallest or value & (value - 1):
             raise ValueError(f"spectral_fusion: config.{field.name} must be a power of two >= {smallest}, "
                              f"got {value!r}")

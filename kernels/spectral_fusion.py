@@ -479,17 +479,22 @@ class KernelConfig:
 
 
 def _configs(chunks: dict[int, tuple[int, int, int, int, int]],
-             float64_chunks: dict[int, tuple[int, int, int, int, int]]) -> dict[tuple[str, int], KernelConfig]:
+             float64_chunks: dict[int, tuple[int, int, int, int, int]],
+             sixteen_bit: dict[int, tuple[int, int, int, int, int]] | None = None
+             ) -> dict[tuple[str, int], KernelConfig]:
     """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (BLOCK_K, forward BLOCK_D, forward warps, backward
-    BLOCK_D, backward warps)}`` for 16- and 32-bit inputs (fp32 tiles) and for float64 (tiles of twice the bytes)."""
+    BLOCK_D, backward warps)}`` for fp32 inputs, for float64 (tiles of twice the bytes) and, where ``sixteen_bit``
+    names a length, for bf16 / fp16 (fp32 tiles, one TF32 product instead of fp32's three: other registers)."""
     table = {("32-bit", block_n): KernelConfig(block_n, *c) for block_n, c in chunks.items()}
+    table.update({("16-bit", block_n): KernelConfig(block_n, *c) for block_n, c in {**chunks, **(sixteen_bit or {})
+                                                                                    }.items()})
     table.update({("float64", block_n): KernelConfig(block_n, *c) for block_n, c in float64_chunks.items()})
     return table
 
 
 #: Hopper and datacenter Blackwell (227 KiB of shared memory per block; on sm_90 ``tl.dot`` reaches wgmma).
-#: TedRec's length (``BLOCK_N = 64``) in frequency blocks of 8: the only block size whose fp32 (3xTF32) forward
-#: and backward compile without spills on every target (bench/NOTES.md)
+#: TedRec's length (``BLOCK_N = 64``) in frequency blocks of 8: the only block size whose forward and backward
+#: compile without spills on every target, fp32 (3xTF32) and 16-bit (bench/NOTES.md)
 _LARGE_SMEM = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (8, 16, 4, 16, 8), 128: (16, 32, 8, 16, 8),
                256: (16, 16, 8, 16, 8)}
 _LARGE_SMEM_FLOAT64 = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (16, 32, 4, 32, 8),
@@ -501,11 +506,17 @@ _SMALL_SMEM = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (8, 32, 8, 16
 _SMALL_SMEM_NARROW_FORWARD = {**_SMALL_SMEM, 64: (8, 16, 4, 16, 8)}
 #: float64 there: 64-channel forward chunks at ``BLOCK_N = 32`` need 106,496 B, over 99 KiB
 _SMALL_SMEM_FLOAT64 = {16: (16, 32, 4, 32, 8), 32: (16, 32, 4, 32, 8), 64: (16, 16, 4, 16, 8)}
+#: 16-bit inputs at TedRec's length where fp32's configuration spills for them (bench/NOTES.md): sm_80/86/89
+#: (forward in 16-channel chunks at 4 warps, backward in 32-channel ones), sm_100/120 (both in 32-channel ones)
+_SIXTEEN_BIT_NARROW_FORWARD = {64: (8, 16, 4, 32, 8)}
+_SIXTEEN_BIT_WIDE = {64: (8, 32, 4, 32, 8)}
 
 
 def dtype_group(dtype: torch.dtype) -> str:
-    """The configuration group of inputs of ``dtype``: ``"float64"``, or ``"32-bit"`` (fp32 tiles: fp32, bf16, fp16)."""
-    return "float64" if dtype == torch.float64 else "32-bit"
+    """The configuration group of inputs of ``dtype``: ``"float64"``, ``"16-bit"`` (bf16, fp16) or ``"32-bit"``."""
+    if dtype == torch.float64:
+        return "float64"
+    return "16-bit" if dtype in (torch.bfloat16, torch.float16) else "32-bit"
 
 
 def _no_config(arch: int, key: tuple[str, int]) -> str:
@@ -520,12 +531,12 @@ def _no_config(arch: int, key: tuple[str, int]) -> str:
 #: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
 #: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
 CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {
-    80: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
-    86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
-    89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    80: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_NARROW_FORWARD),
+    86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_NARROW_FORWARD),
+    89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_NARROW_FORWARD),
     90: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
-    100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
-    120: _configs(_SMALL_SMEM_NARROW_FORWARD, _SMALL_SMEM_FLOAT64),
+    100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64, _SIXTEEN_BIT_WIDE),
+    120: _configs(_SMALL_SMEM_NARROW_FORWARD, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_WIDE),
 }, why=_no_config)
 
 #: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's 32-bit configurations, and

@@ -7,7 +7,7 @@ target's limit per block, its registers and spills (``ptxas -v``). It runs in a 
 per session (module-scoped fixtures).
 
 * Default run: TedRec's shape (n = 50, padded to 64) forward and backward on every target: the configurations
-  compiled are the dispatcher's, each fits its target, and none spills (or the known spills, bench/NOTES.md).
+  compiled are the dispatcher's, each fits its target, and none spills (fp32, 3xTF32 products).
 * ``-m slow``: every configuration of every op, dtype and precision on every target: each fits (tens of
   minutes on two cores; registers and spills printed with ``pytest -s`` and recorded in bench/NOTES.md).
 
@@ -35,9 +35,6 @@ from tedrec_fast.ops.limits import MAX_N
 ARCHS = list(TARGETS)
 ARCH_IDS = [t.name for t in TARGETS.values()]
 TEDREC_BLOCK_N = 64  # n = 50
-#: targets whose kernels spill at TedRec's shape with Triton 3.6.0 (fp32, 3xTF32 products: the backward on every
-#: target, 64 to 640 B of spill stores; the forward on sm_80): an open part of issue 15, see bench/NOTES.md
-KNOWN_SPILLS = {80, 86, 89, 90, 100, 120}
 
 
 def run_aot(*args: str) -> list[dict]:
@@ -89,12 +86,10 @@ def test_tedrec_shape_compiles_the_dispatchers_configuration_within_the_target(t
 
 @pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
 def test_tedrec_shape_has_no_spills(tedrec_shape, arch: int) -> None:
+    """fp32 with the default 3xTF32 products, forward (one and two passes) and backward (bench/NOTES.md)."""
     spills = {r["kernel"]: r["spill_store_bytes"] for r in tedrec_shape[arch]
               if r["spill_store_bytes"] or r["spill_load_bytes"]}
-    message = f"sm_{arch}, Triton {triton.__version__}: spill stores (bytes) per kernel {spills}"
-    if spills and arch in KNOWN_SPILLS:
-        pytest.xfail(f"known (bench/NOTES.md): {message}")
-    assert not spills, message
+    assert not spills, f"sm_{arch}, Triton {triton.__version__}: spill stores (bytes) per kernel {spills}"
 
 
 def test_aot_finds_every_kernel_module() -> None:

@@ -116,6 +116,22 @@ def test_aot_lists_exactly_the_dispatchers_configurations(arch: int) -> None:
             dtype, config=full_catalog_ce.kernel_config(dtype, arch))}
 
 
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_filter_launches_the_configurations_aot_compiles(arch: int) -> None:
+    """The filter's launcher picks from its own table (the fusion's but sm_80's 16-bit TedRec length), which is
+    what ``aot`` compiles for it."""
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        group = spectral_fusion.dtype_group(dtype)
+        picked = {spectral_filter.filter_config(n, arch, dtype) for n in range(1, MAX_N + 1)
+                  if spectral_filter.CONFIGS.why_not(arch, (group, spectral_fusion.padded_length(n))) is None}
+        assert picked == {c for (g, _), c in spectral_filter.CONFIGS.table[arch].items() if g == group}
+        assert len(spectral_filter.compile_specs(dtype, arch=arch)) == 2 * len(picked)
+    differs = spectral_filter.filter_config(50, arch, torch.bfloat16) != spectral_fusion.kernel_config(50, arch,
+                                                                                                    torch.bfloat16)
+    assert differs == (arch == 80)
+    assert spectral_filter.filter_config(50, None, torch.bfloat16) == spectral_fusion.kernel_config(50, None)
+
+
 #: the exhaustive groups: every op for each dtype at its default precision, and fp32 with TF32 products
 _ALL = [("float32", None), ("float32", "tf32"), ("bfloat16", None), ("float16", None), ("float64", None)]
 

@@ -11,8 +11,8 @@ from tedrec_fast.kernels.spectral_filter import (
     _spectral_filter_bwd_kernel,
     _spectral_filter_fwd_kernel,
     filter_block_k,
+    filter_config,
 )
-from tedrec_fast.kernels.spectral_fusion import kernel_config
 from tedrec_fast.kernels.targets import launch_arch
 
 __all__ = ["spectral_filter_forward", "spectral_filter_backward"]
@@ -26,7 +26,7 @@ def spectral_filter_forward(x: torch.Tensor, complex_weight: torch.Tensor, out: 
         out = torch.empty((B, n, d), dtype=x.dtype, device=x.device)
     if B == 0:
         return out
-    cfg = kernel_config(n, launch_arch(x.device), x.dtype)
+    cfg = filter_config(n, launch_arch(x.device), x.dtype)
     w = complex_weight[0]
     _spectral_filter_fwd_kernel[(B, triton.cdiv(d, cfg.BLOCK_D))](
         x, w, out, n, d, *x.stride(), *w.stride(), *out.stride(),
@@ -46,7 +46,7 @@ def spectral_filter_backward(grad_out: torch.Tensor, x: torch.Tensor, complex_we
     programs = persistent_programs(x.device, B)
     part_w = torch.zeros((programs, 2, n // 2 + 1, d), dtype=acc, device=x.device)
     if B > 0:
-        cfg = kernel_config(n, launch_arch(x.device), x.dtype)
+        cfg = filter_config(n, launch_arch(x.device), x.dtype)
         w = complex_weight[0]
         _spectral_filter_bwd_kernel[(programs, triton.cdiv(d, cfg.BLOCK_D_BWD))](
             grad_out, x, w, d_x, part_w, B, n, d,

@@ -12,9 +12,11 @@ and for each block of ``BLOCK_K`` frequencies builds the twiddles ``[cos; -sin]`
 (``2 BLOCK_K x BLOCK_N``) in registers, transforms both inputs in one product, multiplies the spectra
 (with the filter ``W`` for ``E2``) and transforms back in one product ``[cos | -sin] @ [[Pr, Qr]; [Pi, Qi]]``
 giving ``[F | E2]``. Stacking the operands makes each transform one product whose result the warps split;
-four separate ``BLOCK_K x BLOCK_D`` products would be computed whole by every warp, each thread holding
-whole operands, which spilled (bench/NOTES.md). The quarter tiles are taken apart and put together with
-``tl.reshape``, ``tl.permute``, ``tl.split`` and ``tl.join``. The twiddles are unnormalised; the ortho scales
+four separate ``BLOCK_K x BLOCK_D`` products are computed whole by every warp, each thread holding whole
+operands, which spilled at TedRec's length (bench/NOTES.md). The quarter tiles are taken apart and put
+together with ``tl.reshape``, ``tl.permute``, ``tl.split`` and ``tl.join``. The split kernels (``*_split``:
+four products per transform, cos and -sin separately) remain for the other lengths and float64, where they
+spill less (``KernelConfig.stacked``, :data:`STACKED_LENGTHS`). The twiddles are unnormalised; the ortho scales
 ``n^-3/2`` (for ``F``) and ``n^-1`` (for ``E2``) and the Hermitian weights ``w_k`` (1 for the DC and
 Nyquist bins, 2 otherwise) are applied to the spectra. Nothing but ``V`` is written to memory.
 
@@ -59,6 +61,8 @@ __all__ = [
     "kernel_config",
     "all_kernel_configs",
     "validate_config",
+    "kernels_for",
+    "STACKED_LENGTHS",
 ]
 
 # 2*pi split into an fp32-exact head and a tail, so the angle is accurate in float64 too
@@ -464,6 +468,234 @@ def _spectral_fusion_bwd_kernel(
 
 
 # --------------------------------------------------------------------------------------------
+# Split operands: four products per transform (lengths other than TedRec's; see CONFIGS)
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _spectra(k0, x, y, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
+             PRECISION: tl.constexpr):
+    """Half spectra of two tiles at frequencies ``k0 + [0, BLOCK_K)``: ``(x_re, x_im, y_re, y_im)``."""
+    cos_kt, msin_kt = _dft_rows(k0, n, BLOCK_N, BLOCK_K, ACC)
+    xr, xi = _spectrum(cos_kt, msin_kt, x, ACC, PRECISION)
+    yr, yi = _spectrum(cos_kt, msin_kt, y, ACC, PRECISION)
+    return xr, xi, yr, yi
+
+
+@triton.jit
+def _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c,
+                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """``F`` and ``E2`` of one channel chunk ``[d0, d0 + BLOCK_D)`` of one sequence, in registers."""
+    pos = tl.arange(0, BLOCK_N)
+    ch = d0 + tl.arange(0, BLOCK_D)
+    t = _load_tile(t_base, pos, ch, n, d, st_n, st_d, ACC)
+    e = _load_tile(e_base, pos, ch, n, d, se_n, se_d, ACC)
+    n_acc = n.to(ACC)
+    scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))  # three ortho factors
+    scale_e2 = 1.0 / n_acc  # two ortho factors
+    fused = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    filtered = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    for k0 in range(0, n // 2 + 1, BLOCK_K):
+        tr, ti, er, ei = _spectra(k0, t, e, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        k = k0 + tl.arange(0, BLOCK_K)
+        wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
+        wk = _hermitian_weight(k, n, ACC)[:, None]
+        pr = (tr * er - ti * ei) * (wk * scale_f)
+        pi = (tr * ei + ti * er) * (wk * scale_f)
+        qr = (er * wr - ei * wi) * (wk * scale_e2)
+        qi = (er * wi + ei * wr) * (wk * scale_e2)
+        cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
+        fused += _inverse(cos_tk, msin_tk, pr, pi, ACC, PRECISION)
+        filtered += _inverse(cos_tk, msin_tk, qr, qi, ACC, PRECISION)
+    return fused, filtered
+
+
+@triton.jit(do_not_specialize=["n", "d"])
+def _spectral_fusion_fwd_kernel_split(
+    t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr, v_ptr,
+    n, d,
+    st_b, st_n, st_d, se_b, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf, sv_b, sv_n, sv_d,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr, SINGLE_CHUNK: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    t_base = t_ptr + b * st_b
+    e_base = e_ptr + b * se_b
+    v_base = v_ptr + b * sv_b
+    pos = tl.arange(0, BLOCK_N)
+    bias_i = tl.load(bi_ptr).to(ACC)
+    bias_f = tl.load(bf_ptr).to(ACC)
+
+    if SINGLE_CHUNK:
+        ch = tl.arange(0, BLOCK_D)
+        fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, 0, n, d, st_n, st_d, se_n, se_d,
+                                            sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+        gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
+        gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
+        a = _sigmoid(tl.sum(filtered * gi[None, :], axis=1) + bias_i)
+        c = _sigmoid(tl.sum(fused * gf[None, :], axis=1) + bias_f)
+        v = 2.0 * (a[:, None] * filtered + c[:, None] * fused)
+        mask = (pos[:, None] < n) & (ch[None, :] < d)
+        tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d,
+                 v.to(v_ptr.dtype.element_ty), mask=mask)
+    else:
+        logit_i = tl.zeros((BLOCK_N,), ACC) + bias_i
+        logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
+        for d0 in range(0, d, BLOCK_D):
+            ch = d0 + tl.arange(0, BLOCK_D)
+            fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                                sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
+            logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
+        a = _sigmoid(logit_i)
+        c = _sigmoid(logit_f)
+        for d0 in range(0, d, BLOCK_D):
+            ch = d0 + tl.arange(0, BLOCK_D)
+            fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                                sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            v = 2.0 * (a[:, None] * filtered + c[:, None] * fused)
+            mask = (pos[:, None] < n) & (ch[None, :] < d)
+            tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d,
+                     v.to(v_ptr.dtype.element_ty), mask=mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Backward
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _backward_chunk_split(
+    g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr, dt_base, de_base, pw_base, pg_base,
+    d0, n, d, a, c, coef_i, coef_f,
+    sg_n, sg_d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+    sdt_n, sdt_d, sde_n, sde_d, pw_c, pw_k, pg_c,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Gradients of one channel chunk of one sequence, given its per-position gate scalars.
+
+    Writes ``dT`` and ``dE`` for the chunk and adds the chunk's share of the filter and gate-weight
+    gradients into this program's partial buffers.
+    """
+    pos = tl.arange(0, BLOCK_N)
+    ch = d0 + tl.arange(0, BLOCK_D)
+    ch_ok = ch < d
+    fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                        sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+    grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
+    gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
+    gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
+    d_filtered = 2.0 * a[:, None] * grad + coef_i[:, None] * gi[None, :]
+    d_fused = 2.0 * c[:, None] * grad + coef_f[:, None] * gf[None, :]
+
+    # gate weights: d g_i = sum_j coef_i[j] E2[j], d g_f = sum_j coef_f[j] F[j]
+    pg_i = pg_base + ch
+    pg_f = pg_base + pg_c + ch
+    tl.store(pg_i, tl.load(pg_i, mask=ch_ok, other=0.0) + tl.sum(coef_i[:, None] * filtered, axis=0),
+             mask=ch_ok)
+    tl.store(pg_f, tl.load(pg_f, mask=ch_ok, other=0.0) + tl.sum(coef_f[:, None] * fused, axis=0),
+             mask=ch_ok)
+
+    t = _load_tile(t_base, pos, ch, n, d, st_n, st_d, ACC)
+    e = _load_tile(e_base, pos, ch, n, d, se_n, se_d, ACC)
+    n_acc = n.to(ACC)
+    scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))
+    scale_e2 = 1.0 / n_acc
+    d_text = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    d_item = tl.zeros((BLOCK_N, BLOCK_D), ACC)
+    for k0 in range(0, n // 2 + 1, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        tr, ti, er, ei = _spectra(k0, t, e, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
+        wk = _hermitian_weight(k, n, ACC)[:, None]
+        # adjoint of the inverse transforms: spectra of dF and dE2
+        dpr, dpi, dqr, dqi = _spectra(k0, d_fused, d_filtered, n, BLOCK_N, BLOCK_K, ACC, PRECISION)
+        dpr = dpr * (wk * scale_f)
+        dpi = dpi * (wk * scale_f)
+        dqr = dqr * (wk * scale_e2)
+        dqi = dqi * (wk * scale_e2)
+        # adjoint of the spectral products
+        dtr = dpr * er + dpi * ei
+        dti = dpi * er - dpr * ei
+        der = dpr * tr + dpi * ti + dqr * wr + dqi * wi
+        dei = dpi * tr - dpr * ti + dqi * wr - dqr * wi
+        # filter gradient, this program's partial
+        k_ok = (k[:, None] <= n // 2) & ch_ok[None, :]
+        pw_re = pw_base + k[:, None] * pw_k + ch[None, :]
+        pw_im = pw_re + pw_c
+        tl.store(pw_re, tl.load(pw_re, mask=k_ok, other=0.0) + (dqr * er + dqi * ei), mask=k_ok)
+        tl.store(pw_im, tl.load(pw_im, mask=k_ok, other=0.0) + (dqi * er - dqr * ei), mask=k_ok)
+        # adjoint of the forward transforms
+        cos_tk, msin_tk = _twiddles(k[None, :], pos[:, None], n, ACC)
+        d_text += _inverse(cos_tk, msin_tk, dtr, dti, ACC, PRECISION)
+        d_item += _inverse(cos_tk, msin_tk, der, dei, ACC, PRECISION)
+    mask = (pos[:, None] < n) & ch_ok[None, :]
+    tl.store(dt_base + pos[:, None] * sdt_n + ch[None, :] * sdt_d,
+             d_text.to(dt_base.dtype.element_ty), mask=mask)
+    tl.store(de_base + pos[:, None] * sde_n + ch[None, :] * sde_d,
+             d_item.to(de_base.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["B", "n", "d"])
+def _spectral_fusion_bwd_kernel_split(
+    g_ptr, t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr,
+    dt_ptr, de_ptr, pw_ptr, pg_ptr, pb_ptr,
+    B, n, d,
+    sg_b, sg_n, sg_d, st_b, st_n, st_d, se_b, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+    sdt_b, sdt_n, sdt_d, sde_b, sde_n, sde_d,
+    pw_p, pw_c, pw_k, pg_p, pg_c,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    pos = tl.arange(0, BLOCK_N)
+    pos_ok = pos < n
+    bias_i = tl.load(bi_ptr).to(ACC)
+    bias_f = tl.load(bf_ptr).to(ACC)
+    pw_base = pw_ptr + pid.to(tl.int64) * pw_p
+    pg_base = pg_ptr + pid.to(tl.int64) * pg_p
+    db_i = tl.zeros((BLOCK_N,), ACC)
+    db_f = tl.zeros((BLOCK_N,), ACC)
+    for i in range(0, tl.cdiv(B - pid, programs)):
+        b = pid.to(tl.int64) + i * programs
+        g_base = g_ptr + b * sg_b
+        t_base = t_ptr + b * st_b
+        e_base = e_ptr + b * se_b
+        # pass 1: gate logits and <G, E2>, <G, F> per position
+        logit_i = tl.zeros((BLOCK_N,), ACC) + bias_i
+        logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
+        g_dot_e2 = tl.zeros((BLOCK_N,), ACC)
+        g_dot_f = tl.zeros((BLOCK_N,), ACC)
+        for d0 in range(0, d, BLOCK_D):
+            ch = d0 + tl.arange(0, BLOCK_D)
+            fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                                sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
+            logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
+            logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
+            g_dot_e2 += tl.sum(grad * filtered, axis=1)
+            g_dot_f += tl.sum(grad * fused, axis=1)
+        a = _sigmoid(logit_i)
+        c = _sigmoid(logit_f)
+        coef_i = tl.where(pos_ok, 2.0 * a * (1.0 - a) * g_dot_e2, 0.0)
+        coef_f = tl.where(pos_ok, 2.0 * c * (1.0 - c) * g_dot_f, 0.0)
+        db_i += coef_i
+        db_f += coef_f
+        # pass 2: dT, dE and the partial parameter gradients, chunk by chunk
+        for d0 in range(0, d, BLOCK_D):
+            _backward_chunk_split(
+                g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr,
+                dt_ptr + b * sdt_b, de_ptr + b * sde_b, pw_base, pg_base,
+                d0, n, d, a, c, coef_i, coef_f,
+                sg_n, sg_d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+                sdt_n, sdt_d, sde_n, sde_d, pw_c, pw_k, pg_c,
+                BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION,
+            )
+            # the partial buffers are read back by other threads of this program next time
+            tl.debug_barrier()
+    tl.store(pb_ptr + pid * 2, tl.sum(db_i, axis=0))
+    tl.store(pb_ptr + pid * 2 + 1, tl.sum(db_f, axis=0))
+
+# --------------------------------------------------------------------------------------------
 # Launch configurations (the launchers: tedrec_fast/ops/spectral_fusion/triton.py)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -476,6 +708,13 @@ class KernelConfig:
     num_warps: int
     BLOCK_D_BWD: int
     num_warps_bwd: int
+    #: the stacked-operand kernels (one product per transform; ``BLOCK_K`` may be 8), else the split ones
+    stacked: bool = False
+
+
+#: the padded lengths whose fp32 and 16-bit configurations run the stacked-operand kernels: TedRec's, where they
+#: spill nothing on any target; elsewhere the split kernels spill less (float64 everywhere; bench/NOTES.md)
+STACKED_LENGTHS = frozenset({64})
 
 
 def _configs(chunks: dict[int, tuple[int, int, int, int, int]],
@@ -485,9 +724,10 @@ def _configs(chunks: dict[int, tuple[int, int, int, int, int]],
     """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (BLOCK_K, forward BLOCK_D, forward warps, backward
     BLOCK_D, backward warps)}`` for fp32 inputs, for float64 (tiles of twice the bytes) and, where ``sixteen_bit``
     names a length, for bf16 / fp16 (fp32 tiles, one TF32 product instead of fp32's three: other registers)."""
-    table = {("32-bit", block_n): KernelConfig(block_n, *c) for block_n, c in chunks.items()}
-    table.update({("16-bit", block_n): KernelConfig(block_n, *c) for block_n, c in {**chunks, **(sixteen_bit or {})
-                                                                                    }.items()})
+    table = {("32-bit", block_n): KernelConfig(block_n, *c, stacked=block_n in STACKED_LENGTHS)
+             for block_n, c in chunks.items()}
+    table.update({("16-bit", block_n): KernelConfig(block_n, *c, stacked=block_n in STACKED_LENGTHS)
+                  for block_n, c in {**chunks, **(sixteen_bit or {})}.items()})
     table.update({("float64", block_n): KernelConfig(block_n, *c) for block_n, c in float64_chunks.items()})
     return table
 
@@ -584,15 +824,19 @@ def validate_config(config: KernelConfig, n: int) -> None:
     """Raise ``ValueError`` naming the argument ``config`` unless it can run sequences of length ``n``
     (``TypeError`` if it is not a :class:`KernelConfig`).
 
-    ``BLOCK_N`` must cover ``n``; ``BLOCK_N``, ``BLOCK_D`` and ``BLOCK_D_BWD`` are ``tl.dot`` dimensions
-    (powers of two >= 16), and so is ``2 BLOCK_K`` (``BLOCK_K``: a power of two >= 8); the warp counts are
-    powers of two.
+    ``BLOCK_N`` must cover ``n``; ``BLOCK_N``, ``BLOCK_K``, ``BLOCK_D`` and ``BLOCK_D_BWD`` are ``tl.dot``
+    dimensions (powers of two >= 16; the stacked kernels' ``2 BLOCK_K`` is, so there ``BLOCK_K`` may be 8); the
+    warp counts are powers of two.
     """
     if not isinstance(config, KernelConfig):
         raise TypeError(f"spectral_fusion: config must be a KernelConfig, got {type(config).__name__}")
+    if not isinstance(config.stacked, bool):
+        raise ValueError(f"spectral_fusion: config.stacked must be a bool, got {config.stacked!r}")
     for field in fields(KernelConfig):
+        if field.name == "stacked":
+            continue
         value = getattr(config, field.name)
-        smallest = 1 if field.name.startswith("num_warps") else 8 if field.name == "BLOCK_K" else 16
+        smallest = 1 if field.name.startswith("num_warps") else 8 if field.name == "BLOCK_K" and config.stacked else 16
         if not isinstance(value, int) or value < smallest or value & (value - 1):
             raise ValueError(f"spectral_fusion: config.{field.name} must be a power of two >= {smallest}, "
                              f"got {value!r}")
@@ -606,6 +850,13 @@ def all_kernel_configs(arch: int | None = 90, dtype: torch.dtype = torch.float32
     if arch is None:
         return [_INTERPRETER[block_n] for block_n in sorted(_INTERPRETER)]
     return [cfg for (group, _), cfg in CONFIGS.table[arch].items() if group == dtype_group(dtype)]
+
+
+def kernels_for(config: KernelConfig) -> tuple:
+    """The ``(forward, backward)`` kernels a configuration launches: the stacked-operand ones or the split ones."""
+    if config.stacked:
+        return _spectral_fusion_fwd_kernel, _spectral_fusion_bwd_kernel
+    return _spectral_fusion_fwd_kernel_split, _spectral_fusion_bwd_kernel_split
 
 
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
@@ -625,10 +876,11 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
     for cfg in all_kernel_configs(arch, dtype) if configs is None else configs:
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
+        forward, backward = kernels_for(cfg)
         variants = [
-            ("forward, single pass", _spectral_fusion_fwd_kernel, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": True}),
-            ("forward, two passes", _spectral_fusion_fwd_kernel, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": False}),
-            ("backward", _spectral_fusion_bwd_kernel, cfg.BLOCK_D_BWD, cfg.num_warps_bwd, {}),
+            ("forward, single pass", forward, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": True}),
+            ("forward, two passes", forward, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": False}),
+            ("backward", backward, cfg.BLOCK_D_BWD, cfg.num_warps_bwd, {}),
         ]
         for label, fn, block_d, warps, extra in variants:
             constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=block_d, ACC=acc,

@@ -69,10 +69,18 @@ OVERRIDES = [
     (1, 20, 40, KernelConfig(BLOCK_N=32, BLOCK_K=32, BLOCK_D=64, num_warps=8, BLOCK_D_BWD=32, num_warps_bwd=4)),
     # a padded length wider than the default (64 for n = 9)
     (2, 9, 20, KernelConfig(BLOCK_N=64, BLOCK_K=16, BLOCK_D=32, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=8)),
-    # frequency blocks of 8 at BLOCK_N = 16 (odd n: 7 frequencies, one block), 32-channel chunks, two passes
-    (3, 13, 70, KernelConfig(BLOCK_N=16, BLOCK_K=8, BLOCK_D=32, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=2)),
-    # blocks of 8 at BLOCK_N = 128 (odd n: 49 frequencies, seven blocks, the last one frequency wide)
-    (2, 97, 19, KernelConfig(BLOCK_N=128, BLOCK_K=8, BLOCK_D=16, num_warps=8, BLOCK_D_BWD=16, num_warps_bwd=8)),
+    # the stacked kernels: frequency blocks of 8 at BLOCK_N = 16 (odd n: 7 frequencies, one block), 32-channel
+    # chunks, two passes
+    (3, 13, 70, KernelConfig(BLOCK_N=16, BLOCK_K=8, BLOCK_D=32, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=2,
+                             stacked=True)),
+    # stacked, blocks of 8 at BLOCK_N = 128 (odd n: 49 frequencies, seven blocks, the last one frequency wide)
+    (2, 97, 19, KernelConfig(BLOCK_N=128, BLOCK_K=8, BLOCK_D=16, num_warps=8, BLOCK_D_BWD=16, num_warps_bwd=8,
+                             stacked=True)),
+    # stacked, blocks of 16 at BLOCK_N = 32, one pass of 32 channels, 16-channel chunks backward
+    (2, 21, 30, KernelConfig(BLOCK_N=32, BLOCK_K=16, BLOCK_D=32, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=4,
+                             stacked=True)),
+    # the split kernels at TedRec's padded length (the default there is stacked)
+    (2, 50, 40, KernelConfig(BLOCK_N=64, BLOCK_K=16, BLOCK_D=16, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=8)),
 ]
 
 
@@ -94,11 +102,19 @@ def test_triton_default_config_is_the_same_launch() -> None:
         assert torch.equal(a, b)
 
 
+def test_stacked_config_takes_frequency_blocks_of_8() -> None:
+    config = dataclasses.replace(kernel_config(50), BLOCK_K=8)
+    assert config.stacked
+    validate_config(config, 50)
+    with pytest.raises(ValueError, match="config.BLOCK_K must be a power of two >= 8"):
+        validate_config(dataclasses.replace(config, BLOCK_K=4), 50)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("BLOCK_N", 16, "config.BLOCK_N must be >= n = 20"),
     ("BLOCK_N", 48, "config.BLOCK_N must be a power of two >= 16"),
-    ("BLOCK_K", 4, "config.BLOCK_K must be a power of two >= 8"),
-    ("BLOCK_K", 12, "config.BLOCK_K must be a power of two >= 8"),
+    ("BLOCK_K", 8, "config.BLOCK_K must be a power of two >= 16"),  # the split kernels (n = 20)
+    ("stacked", 1, "config.stacked must be a bool"),
     ("BLOCK_D", 24, "config.BLOCK_D must be a power of two >= 16"),
     ("BLOCK_D_BWD", 0, "config.BLOCK_D_BWD must be a power of two >= 16"),
     ("num_warps", 3, "config.num_warps must be a power of two >= 1"),
@@ -200,8 +216,9 @@ def test_variants_are_valid_default_first_and_complete(shape: tune.Shape) -> Non
     assert list(groups) == [(kind, direction, dtype, precision if kind == "triton" else None)
                             for dtype, precision in modes for kind in ("triton", "cuda")
                             for direction in ("fwd", "bwd") if kind == "triton" or precision != "high"]
-    block_n = kernel_config(shape.n).BLOCK_N
-    sizes = {("triton", "fwd"): 27 if block_n >= 32 else 18, ("triton", "bwd"): 4, ("cuda", "fwd"): 6,
+    default = kernel_config(shape.n)
+    block_ks = (2 if default.BLOCK_N >= 32 else 1) + default.stacked  # 16 (32) (8)
+    sizes = {("triton", "fwd"): 9 * block_ks, ("triton", "bwd"): 4, ("cuda", "fwd"): 6,
              ("cuda", "bwd"): 6}
     for (kind, direction, _, _), group in groups.items():
         assert len(group) == sizes[kind, direction] and len({v.knobs for v in group}) == len(group)

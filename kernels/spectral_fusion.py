@@ -1,4 +1,4 @@
-"""Fused spectral fusion in Triton: one kernel forward, one kernel backward.
+"""Fused spectral fusion in Triton: one kernel forward, one kernel backward (each in two variants, see below).
 
 The op (docs/DESIGN.md section 2) for one sequence of ``n`` positions and ``d`` channels::
 

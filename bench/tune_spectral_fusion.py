@@ -14,7 +14,8 @@ kind, direction, dtype and fp32 matmul precision; the default launch configurati
 
 Variants (:func:`variants`), each group ordered by how many knobs differ from the default:
 
-* Triton forward: ``BLOCK_D`` 16/32/64 x ``num_warps`` 2/4/8 x ``BLOCK_K`` 16 (and 32 where ``BLOCK_N >= 32``);
+* Triton forward: ``BLOCK_D`` 16/32/64 x ``num_warps`` 2/4/8 x ``BLOCK_K`` 16 (and 32 where ``BLOCK_N >= 32``, 8 where
+  the default runs the stacked-operand kernels);
 * Triton backward: ``BLOCK_D_BWD`` 16/32 x ``num_warps_bwd`` 4/8;
 * CUDA C++ forward and backward, loaded by NVRTC (the default too, so all share one compiler): ``TEDREC_ROWS``
   4/8 x ``dc`` 32/16/8 channels per chunk, where the shared memory fits;
@@ -141,7 +142,8 @@ def _grid(kind: str, direction: str, n: int) -> list[dict[str, int]]:
                 if largest_smem(n, dc) <= SMEM_LIMIT]
     if direction == "bwd":
         return [{"BLOCK_D_BWD": block_d, "num_warps_bwd": warps} for block_d in (16, 32) for warps in (4, 8)]
-    block_ks = (16, 32) if kernel_config(n).BLOCK_N >= 32 else (16,)
+    config = kernel_config(n)
+    block_ks = ((8,) if config.stacked else ()) + ((16, 32) if config.BLOCK_N >= 32 else (16,))
     return [{"BLOCK_K": block_k, "BLOCK_D": block_d, "num_warps": warps}
             for block_k in block_ks for block_d in (16, 32, 64) for warps in (2, 4, 8)]
 

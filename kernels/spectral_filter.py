@@ -19,6 +19,7 @@ import triton.language as tl
 from tedrec_fast.kernels.common import aot_signature, dot_precision, tl_acc_dtype
 from tedrec_fast.kernels.spectral_fusion import CONFIGS as _FUSION_CONFIGS
 from tedrec_fast.kernels.spectral_fusion import (
+    KernelConfig,
     _dft_rows,
     _hermitian_weight,
     _inverse,
@@ -26,16 +27,30 @@ from tedrec_fast.kernels.spectral_fusion import (
     _load_tile,
     _spectrum,
     _twiddles,
-    all_kernel_configs,
+    dtype_group,
+    kernel_config,
+    padded_length,
 )
 from tedrec_fast.kernels.targets import TargetConfigs
 
-__all__ = ["CONFIGS", "compile_specs"]
+__all__ = ["CONFIGS", "filter_config", "filter_block_k", "compile_specs"]
+
+_TABLE = {arch: dict(configs) for arch, configs in _FUSION_CONFIGS.table.items()}
+#: sm_80, 16-bit inputs at TedRec's length: the fusion's configuration there (forward at 4 warps, backward in
+#: 32-channel chunks) makes the filter spill 20 / 36 B; the previous one spills 8 / 0 B (bench/NOTES.md)
+_TABLE[80][("16-bit", 64)] = KernelConfig(64, 16, 16, 8, 16, 8)
 
 #: The filter's launch configurations per target: the fusion's (:data:`tedrec_fast.kernels.spectral_fusion.CONFIGS`;
-#: its forward fields for the forward, its backward fields for the backward). The filter kernels hold fewer
+#: its forward fields for the forward, its backward fields for the backward) but one. The filter kernels hold fewer
 #: tiles than the fusion's, and each is checked on every target on its own (tests/kernels/test_aot_compile.py).
-CONFIGS: TargetConfigs = TargetConfigs("spectral_filter", _FUSION_CONFIGS.table, why=_FUSION_CONFIGS.why)
+CONFIGS: TargetConfigs = TargetConfigs("spectral_filter", _TABLE, why=_FUSION_CONFIGS.why)
+
+
+def filter_config(n: int, arch: int | None, dtype: torch.dtype) -> KernelConfig:
+    """The filter's launch configuration for length ``n`` of ``dtype`` on ``sm_<arch>`` (``None``: the
+    interpreter's, the fusion's); ``ValueError`` saying why when none fits the target."""
+    config = None if arch is None else CONFIGS.get(arch, (dtype_group(dtype), padded_length(n)))
+    return kernel_config(n, arch, dtype) if config is None else config
 
 
 @triton.jit
@@ -108,22 +123,28 @@ def _spectral_filter_bwd_kernel(
         tl.debug_barrier()  # the partial is read back by other threads of this program next iteration
 
 
+def filter_block_k(cfg: KernelConfig) -> int:
+    """The filter's frequency block for a fusion configuration ``cfg``: its ``BLOCK_K``, at least 16 (the
+    filter's products take ``BLOCK_K`` rows; the fusion's stack two blocks, so it may use 8)."""
+    return max(16, cfg.BLOCK_K)
+
+
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
                   block_n: int | None = None, *, arch: int = 90) -> list[dict]:
     """Everything ``triton.compile`` needs for each filter kernel configuration the dispatcher can pick on
     ``sm_<arch>`` (see kernels/aot.py)."""
     precision = precision or dot_precision(dtype)
     specs = []
-    for cfg in all_kernel_configs(arch, dtype):
+    for cfg in [c for (group, _), c in CONFIGS.table[arch].items() if group == dtype_group(dtype)]:
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
         for label, fn, block_d, warps in (("forward", _spectral_filter_fwd_kernel, cfg.BLOCK_D, cfg.num_warps),
                                           ("backward", _spectral_filter_bwd_kernel, cfg.BLOCK_D_BWD,
                                            cfg.num_warps_bwd)):
-            constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=block_d,
+            constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=filter_block_k(cfg), BLOCK_D=block_d,
                               ACC=tl_acc_dtype(dtype), PRECISION=precision)
             signature = aot_signature(fn, constexprs, dtype, accumulators=("pw_ptr",))
-            specs.append(dict(name=f"spectral_filter {label} {cfg.BLOCK_N}x{cfg.BLOCK_K}x{block_d} w{warps}",
+            specs.append(dict(name=f"spectral_filter {label} {cfg.BLOCK_N}x{filter_block_k(cfg)}x{block_d} w{warps}",
                               fn=fn, signature=signature, constexprs=constexprs, num_warps=warps,
                               block_n=cfg.BLOCK_N))
     return specs

@@ -1,4 +1,4 @@
-"""Fused spectral fusion in Triton: one kernel forward, one kernel backward.
+"""Fused spectral fusion in Triton: one kernel forward, one kernel backward (each in two variants, see below).
 
 The op (docs/DESIGN.md section 2) for one sequence of ``n`` positions and ``d`` channels::
 
@@ -7,10 +7,16 @@ The op (docs/DESIGN.md section 2) for one sequence of ``n`` positions and ``d`` 
 
 Algorithm: the real DFT as small matrix products on tensor cores. One program owns one whole
 sequence (the gates reduce over all ``d`` channels while the transforms run over ``n``) and walks
-its channels in ``BLOCK_D`` chunks. For a chunk it loads ``T`` and ``E`` once (``BLOCK_N x BLOCK_D``),
-and for each block of ``BLOCK_K`` frequencies builds the twiddles ``cos(2 pi k t / n)`` and
-``-sin(2 pi k t / n)`` in registers, transforms both inputs (4 dots), multiplies the spectra (with the
-filter ``W`` for ``E2``) and transforms back (4 dots). The twiddles are unnormalised; the ortho scales
+its channels in ``BLOCK_D`` chunks. For a chunk it loads ``[T | E]`` once (``BLOCK_N x 2 BLOCK_D``),
+and for each block of ``BLOCK_K`` frequencies builds the twiddles ``[cos; -sin]`` of ``2 pi k t / n``
+(``2 BLOCK_K x BLOCK_N``) in registers, transforms both inputs in one product, multiplies the spectra
+(with the filter ``W`` for ``E2``) and transforms back in one product ``[cos | -sin] @ [[Pr, Qr]; [Pi, Qi]]``
+giving ``[F | E2]``. Stacking the operands makes each transform one product whose result the warps split;
+four separate ``BLOCK_K x BLOCK_D`` products are computed whole by every warp, each thread holding whole
+operands, which spilled at TedRec's length (bench/NOTES.md). The quarter tiles are taken apart and put
+together with ``tl.reshape``, ``tl.permute``, ``tl.split`` and ``tl.join``. The split kernels (``*_split``:
+four products per transform, cos and -sin separately) remain for the other lengths and float64, where they
+spill less (``KernelConfig.stacked``, :data:`STACKED_LENGTHS`). The twiddles are unnormalised; the ortho scales
 ``n^-3/2`` (for ``F``) and ``n^-1`` (for ``E2``) and the Hermitian weights ``w_k`` (1 for the DC and
 Nyquist bins, 2 otherwise) are applied to the spectra. Nothing but ``V`` is written to memory.
 
@@ -20,7 +26,8 @@ pass does both.
 
 The backward kernel is persistent (one program per SM, looping over sequences). Per sequence it first
 recomputes ``F``, ``E2`` and the four per-position scalars (both gate logits, ``<G, E2>``, ``<G, F>``),
-then per chunk forms ``dF`` and ``dE2`` and applies the adjoints of the transforms. Batch reductions
+then per chunk forms ``[T | E | dF | dE2]`` and applies the adjoints of the transforms (one product for the
+eight half spectra, one for ``[dT | dE]``). Batch reductions
 (``d complex_weight``, gate weights, biases) are accumulated in fp32 into the program's own slice of a
 partial buffer and summed over programs afterwards, so the backward never uses atomics and is
 deterministic.
@@ -54,6 +61,8 @@ __all__ = [
     "kernel_config",
     "all_kernel_configs",
     "validate_config",
+    "kernels_for",
+    "STACKED_LENGTHS",
 ]
 
 # 2*pi split into an fp32-exact head and a tail, so the angle is accurate in float64 too
@@ -123,6 +132,345 @@ def _spectrum(cos_kt, msin_kt, x, ACC: tl.constexpr, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def _inverse(cos_tk, msin_tk, xr, xi, ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """Unnormalised c2r contribution ``(BLOCK_N, BLOCK_D)`` of a block of weighted spectrum rows, given
+    the ``(BLOCK_N, BLOCK_K)`` twiddles ``_twiddles(k[None, :], pos[:, None], ...)``."""
+    out = tl.dot(cos_tk, xr, input_precision=PRECISION, out_dtype=ACC)
+    return tl.dot(msin_tk, xi, acc=out, input_precision=PRECISION, out_dtype=ACC)
+
+
+# --------------------------------------------------------------------------------------------
+# Stacked operands: one product per transform of several tiles
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _stacked_rows(k0, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr):
+    """Forward twiddles ``[cos; -sin]``, ``(2 BLOCK_K, BLOCK_N)``: row ``r`` is frequency ``k0 + r % BLOCK_K``,
+    its ``cos`` for ``r < BLOCK_K`` and its ``-sin`` after."""
+    r = tl.arange(0, 2 * BLOCK_K)
+    cos, msin = _twiddles((k0 + r % BLOCK_K)[:, None], tl.arange(0, BLOCK_N)[None, :], n, ACC)
+    return tl.where((r < BLOCK_K)[:, None], cos, msin)
+
+
+@triton.jit
+def _stacked_cols(k0, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr):
+    """Inverse twiddles ``[cos | -sin]``, ``(BLOCK_N, 2 BLOCK_K)``: the transpose of :func:`_stacked_rows`."""
+    j = tl.arange(0, 2 * BLOCK_K)
+    cos, msin = _twiddles((k0 + j % BLOCK_K)[None, :], tl.arange(0, BLOCK_N)[:, None], n, ACC)
+    return tl.where((j < BLOCK_K)[None, :], cos, msin)
+
+
+@triton.jit
+def _load_block(base, pos, ch, n, d, s_n, s_d, cols, ACC: tl.constexpr):
+    """Like :func:`_load_tile`, zero also outside the columns ``cols`` (a boolean vector): one block of a
+    stacked tile whose columns ``ch`` repeat the chunk's channels."""
+    mask = (pos[:, None] < n) & (ch[None, :] < d) & cols[None, :]
+    return tl.load(base + pos[:, None] * s_n + ch[None, :] * s_d, mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
+def _re_im(x):
+    """Split a ``(..., 2)`` tile into its ``[..., 0]`` and ``[..., 1]`` halves."""
+    return tl.split(x)
+
+
+@triton.jit
+def _quarters(x, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The four ``(BLOCK_K, BLOCK_D)`` blocks of a ``(2 BLOCK_K, 2 BLOCK_D)`` tile: top-left, top-right,
+    bottom-left, bottom-right."""
+    y = tl.permute(tl.reshape(x, (2, BLOCK_K, 2, BLOCK_D)), (1, 3, 0, 2))  # (k, ch, row block, col block)
+    left, right = tl.split(y)
+    top_left, bottom_left = _re_im(left)
+    top_right, bottom_right = _re_im(right)
+    return top_left, top_right, bottom_left, bottom_right
+
+
+@triton.jit
+def _eighths(x, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The eight ``(BLOCK_K, BLOCK_D)`` blocks of a ``(2 BLOCK_K, 4 BLOCK_D)`` tile: the four column blocks
+    of the top rows, then the four of the bottom rows."""
+    # (k, ch, row block, column block // 2, column block % 2)
+    y = tl.permute(tl.reshape(x, (2, BLOCK_K, 2, 2, BLOCK_D)), (1, 4, 0, 2, 3))
+    even, odd = tl.split(y)  # column blocks 0, 2 and 1, 3
+    b0, b2 = tl.split(even)
+    b1, b3 = tl.split(odd)
+    top0, bottom0 = _re_im(b0)
+    top1, bottom1 = _re_im(b1)
+    top2, bottom2 = _re_im(b2)
+    top3, bottom3 = _re_im(b3)
+    return top0, top1, top2, top3, bottom0, bottom1, bottom2, bottom3
+
+
+@triton.jit
+def _from_quarters(top_left, top_right, bottom_left, bottom_right, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The ``(2 BLOCK_K, 2 BLOCK_D)`` tile of four ``(BLOCK_K, BLOCK_D)`` blocks (inverse of :func:`_quarters`)."""
+    y = tl.join(tl.join(top_left, bottom_left), tl.join(top_right, bottom_right))  # (k, ch, row block, col block)
+    return tl.reshape(tl.permute(y, (2, 0, 3, 1)), (2 * BLOCK_K, 2 * BLOCK_D))
+
+
+@triton.jit
+def _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c,
+                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """``[F | E2]``, ``(BLOCK_N, 2 BLOCK_D)``, of one channel chunk ``[d0, d0 + BLOCK_D)`` of one sequence.
+
+    Per block of frequencies one product ``[cos; -sin] @ [T | E]`` gives both half spectra and one
+    ``[cos | -sin] @ [[Pr, Qr]; [Pi, Qi]]`` both inverses (:func:`_stacked_rows`, :func:`_stacked_cols`).
+    """
+    pos = tl.arange(0, BLOCK_N)
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
+    ch2 = d0 + col % BLOCK_D
+    x = (_load_block(t_base, pos, ch2, n, d, st_n, st_d, first, ACC)
+         + _load_block(e_base, pos, ch2, n, d, se_n, se_d, ~first, ACC))
+    ch = d0 + tl.arange(0, BLOCK_D)
+    n_acc = n.to(ACC)
+    scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))  # three ortho factors
+    scale_e2 = 1.0 / n_acc  # two ortho factors
+    out = tl.zeros((BLOCK_N, 2 * BLOCK_D), ACC)
+    for k0 in range(0, n // 2 + 1, BLOCK_K):
+        spec = tl.dot(_stacked_rows(k0, n, BLOCK_N, BLOCK_K, ACC), x, input_precision=PRECISION, out_dtype=ACC)
+        tr, er, ti, ei = _quarters(spec, BLOCK_K, BLOCK_D)
+        k = k0 + tl.arange(0, BLOCK_K)
+        wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
+        wk = _hermitian_weight(k, n, ACC)[:, None]
+        pr = (tr * er - ti * ei) * (wk * scale_f)
+        pi = (tr * ei + ti * er) * (wk * scale_f)
+        qr = (er * wr - ei * wi) * (wk * scale_e2)
+        qi = (er * wi + ei * wr) * (wk * scale_e2)
+        out = tl.dot(_stacked_cols(k0, n, BLOCK_N, BLOCK_K, ACC), _from_quarters(pr, qr, pi, qi, BLOCK_K, BLOCK_D),
+                     acc=out, input_precision=PRECISION, out_dtype=ACC)
+    return out
+
+
+@triton.jit
+def _load_gate(g_ptr, ch, d, s_g, ACC: tl.constexpr):
+    return tl.load(g_ptr + ch * s_g, mask=ch < d, other=0.0).to(ACC)
+
+
+@triton.jit
+def _load_gates(gf_ptr, gi_ptr, ch, d, s_gf, s_gi, first, ACC: tl.constexpr):
+    """``[g_f | g_i]`` over the columns of a ``[F | E2]`` tile: ``g_f`` where ``first``, else ``g_i``."""
+    return (tl.load(gf_ptr + ch * s_gf, mask=(ch < d) & first, other=0.0).to(ACC)
+            + tl.load(gi_ptr + ch * s_gi, mask=(ch < d) & ~first, other=0.0).to(ACC))
+
+
+@triton.jit
+def _row_sums(x, first):
+    """Per-row sums of a ``[left | right]`` tile over the columns where ``first`` and over the others."""
+    return tl.sum(tl.where(first[None, :], x, 0.0), axis=1), tl.sum(tl.where(first[None, :], 0.0, x), axis=1)
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+# --------------------------------------------------------------------------------------------
+# Forward
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _store_v(v_base, fused_filtered, a, c, pos, d0, n, d, sv_n, sv_d, first,
+             BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Store ``V = 2 (a E2 + c F)`` of one chunk from its ``[F | E2]`` tile."""
+    gated = fused_filtered * tl.where(first[None, :], c[:, None], a[:, None])
+    v = 2.0 * tl.sum(tl.reshape(gated, (BLOCK_N, 2, BLOCK_D)), axis=1)
+    ch = d0 + tl.arange(0, BLOCK_D)
+    mask = (pos[:, None] < n) & (ch[None, :] < d)
+    tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d, v.to(v_base.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["n", "d"])
+def _spectral_fusion_fwd_kernel(
+    t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr, v_ptr,
+    n, d,
+    st_b, st_n, st_d, se_b, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf, sv_b, sv_n, sv_d,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr, SINGLE_CHUNK: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    t_base = t_ptr + b * st_b
+    e_base = e_ptr + b * se_b
+    v_base = v_ptr + b * sv_b
+    pos = tl.arange(0, BLOCK_N)
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
+    bias_i = tl.load(bi_ptr).to(ACC)
+    bias_f = tl.load(bf_ptr).to(ACC)
+
+    if SINGLE_CHUNK:
+        fe = _fuse_chunk(t_base, e_base, w_ptr, 0, n, d, st_n, st_d, se_n, se_d,
+                         sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+        gates = _load_gates(gf_ptr, gi_ptr, col % BLOCK_D, d, s_gf, s_gi, first, ACC)
+        logit_f, logit_i = _row_sums(fe * gates[None, :], first)
+        _store_v(v_base, fe, _sigmoid(logit_i + bias_i), _sigmoid(logit_f + bias_f), pos, 0, n, d, sv_n, sv_d,
+                 first, BLOCK_N, BLOCK_D)
+    else:
+        logit_i = tl.zeros((BLOCK_N,), ACC) + bias_i
+        logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
+        for d0 in range(0, d, BLOCK_D):
+            fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                             sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            gates = _load_gates(gf_ptr, gi_ptr, d0 + col % BLOCK_D, d, s_gf, s_gi, first, ACC)
+            sum_f, sum_i = _row_sums(fe * gates[None, :], first)
+            logit_f += sum_f
+            logit_i += sum_i
+        a = _sigmoid(logit_i)
+        c = _sigmoid(logit_f)
+        for d0 in range(0, d, BLOCK_D):
+            fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                             sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            _store_v(v_base, fe, a, c, pos, d0, n, d, sv_n, sv_d, first, BLOCK_N, BLOCK_D)
+
+
+# --------------------------------------------------------------------------------------------
+# Backward
+# --------------------------------------------------------------------------------------------
+@triton.jit
+def _backward_chunk(
+    g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr, dt_base, de_base, pw_base, pg_base,
+    d0, n, d, a, c, coef_i, coef_f,
+    sg_n, sg_d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+    sdt_n, sdt_d, sde_n, sde_d, pw_c, pw_k, pg_c,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Gradients of one channel chunk of one sequence, given its per-position gate scalars.
+
+    Writes ``dT`` and ``dE`` for the chunk and adds the chunk's share of the filter and gate-weight
+    gradients into this program's partial buffers. Per block of frequencies one product
+    ``[cos; -sin] @ [T | E | dF | dE2]`` gives the eight half spectra and one
+    ``[cos | -sin] @ [[dTr, dEr]; [dTi, dEi]]`` the adjoint transforms of both ``dT`` and ``dE``.
+    """
+    pos = tl.arange(0, BLOCK_N)
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
+    ch2 = d0 + col % BLOCK_D
+    fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                     sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+    # gate weights: d g_f = sum_j coef_f[j] F[j], d g_i = sum_j coef_i[j] E2[j]; partials [g_i | g_f]
+    coef = tl.where(first[None, :], coef_f[:, None], coef_i[:, None])
+    pg = pg_base + ch2 + tl.where(first, pg_c, 0)
+    pg_ok = ch2 < d
+    tl.store(pg, tl.load(pg, mask=pg_ok, other=0.0) + tl.sum(coef * fe, axis=0), mask=pg_ok)
+
+    # [T | E | dF | dE2], dF = 2 c G + coef_f g_f, dE2 = 2 a G + coef_i g_i
+    col4 = tl.arange(0, 4 * BLOCK_D)
+    block = col4 // BLOCK_D
+    ch4 = d0 + col4 % BLOCK_D
+    is_f = (block == 2)[None, :]
+    x = (_load_block(t_base, pos, ch4, n, d, st_n, st_d, block == 0, ACC)
+         + _load_block(e_base, pos, ch4, n, d, se_n, se_d, block == 1, ACC))
+    grad = _load_block(g_base, pos, ch4, n, d, sg_n, sg_d, block >= 2, ACC)
+    gates = _load_gates(gf_ptr, gi_ptr, ch4, d, s_gf, s_gi, block == 2, ACC) * (block >= 2).to(ACC)
+    x += (2.0 * tl.where(is_f, c[:, None], a[:, None]) * grad
+          + tl.where(is_f, coef_f[:, None], coef_i[:, None]) * gates[None, :])
+
+    ch = d0 + tl.arange(0, BLOCK_D)
+    ch_ok = ch < d
+    n_acc = n.to(ACC)
+    scale_f = 1.0 / (n_acc * tl.sqrt(n_acc))
+    scale_e2 = 1.0 / n_acc
+    d_text_item = tl.zeros((BLOCK_N, 2 * BLOCK_D), ACC)
+    for k0 in range(0, n // 2 + 1, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        spec = tl.dot(_stacked_rows(k0, n, BLOCK_N, BLOCK_K, ACC), x, input_precision=PRECISION, out_dtype=ACC)
+        tr, er, dpr, dqr, ti, ei, dpi, dqi = _eighths(spec, BLOCK_K, BLOCK_D)
+        wr, wi = _load_filter(w_ptr, k, ch, n, d, sw_k, sw_d, sw_c, ACC)
+        wk = _hermitian_weight(k, n, ACC)[:, None]
+        # adjoint of the inverse transforms: the spectra of dF and dE2, weighted
+        dpr = dpr * (wk * scale_f)
+        dpi = dpi * (wk * scale_f)
+        dqr = dqr * (wk * scale_e2)
+        dqi = dqi * (wk * scale_e2)
+        # filter gradient, this program's partial
+        k_ok = (k[:, None] <= n // 2) & ch_ok[None, :]
+        pw_re = pw_base + k[:, None] * pw_k + ch[None, :]
+        pw_im = pw_re + pw_c
+        tl.store(pw_re, tl.load(pw_re, mask=k_ok, other=0.0) + (dqr * er + dqi * ei), mask=k_ok)
+        tl.store(pw_im, tl.load(pw_im, mask=k_ok, other=0.0) + (dqi * er - dqr * ei), mask=k_ok)
+        # adjoint of the spectral products, then of the forward transforms
+        dtr = dpr * er + dpi * ei
+        dti = dpi * er - dpr * ei
+        der = dpr * tr + dpi * ti + dqr * wr + dqi * wi
+        dei = dpi * tr - dpr * ti + dqi * wr - dqr * wi
+        d_text_item = tl.dot(_stacked_cols(k0, n, BLOCK_N, BLOCK_K, ACC),
+                             _from_quarters(dtr, der, dti, dei, BLOCK_K, BLOCK_D),
+                             acc=d_text_item, input_precision=PRECISION, out_dtype=ACC)
+    mask = (pos[:, None] < n) & (ch2 < d)[None, :]
+    out = tl.where(first[None, :], dt_base + pos[:, None] * sdt_n + ch2[None, :] * sdt_d,
+                   de_base + pos[:, None] * sde_n + ch2[None, :] * sde_d)
+    tl.store(out, d_text_item.to(dt_base.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["B", "n", "d"])
+def _spectral_fusion_bwd_kernel(
+    g_ptr, t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr,
+    dt_ptr, de_ptr, pw_ptr, pg_ptr, pb_ptr,
+    B, n, d,
+    sg_b, sg_n, sg_d, st_b, st_n, st_d, se_b, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+    sdt_b, sdt_n, sdt_d, sde_b, sde_n, sde_d,
+    pw_p, pw_c, pw_k, pg_p, pg_c,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    pos = tl.arange(0, BLOCK_N)
+    pos_ok = pos < n
+    col = tl.arange(0, 2 * BLOCK_D)
+    first = col < BLOCK_D
+    bias_i = tl.load(bi_ptr).to(ACC)
+    bias_f = tl.load(bf_ptr).to(ACC)
+    pw_base = pw_ptr + pid.to(tl.int64) * pw_p
+    pg_base = pg_ptr + pid.to(tl.int64) * pg_p
+    db_i = tl.zeros((BLOCK_N,), ACC)
+    db_f = tl.zeros((BLOCK_N,), ACC)
+    for i in range(0, tl.cdiv(B - pid, programs)):
+        b = pid.to(tl.int64) + i * programs
+        g_base = g_ptr + b * sg_b
+        t_base = t_ptr + b * st_b
+        e_base = e_ptr + b * se_b
+        # pass 1: gate logits and <G, E2>, <G, F> per position
+        logit_i = tl.zeros((BLOCK_N,), ACC) + bias_i
+        logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
+        g_dot_e2 = tl.zeros((BLOCK_N,), ACC)
+        g_dot_f = tl.zeros((BLOCK_N,), ACC)
+        for d0 in range(0, d, BLOCK_D):
+            ch2 = d0 + col % BLOCK_D
+            fe = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                             sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            sum_f, sum_i = _row_sums(fe * _load_gates(gf_ptr, gi_ptr, ch2, d, s_gf, s_gi, first, ACC)[None, :], first)
+            logit_f += sum_f
+            logit_i += sum_i
+            sum_f, sum_i = _row_sums(fe * _load_tile(g_base, pos, ch2, n, d, sg_n, sg_d, ACC), first)
+            g_dot_f += sum_f
+            g_dot_e2 += sum_i
+        a = _sigmoid(logit_i)
+        c = _sigmoid(logit_f)
+        coef_i = tl.where(pos_ok, 2.0 * a * (1.0 - a) * g_dot_e2, 0.0)
+        coef_f = tl.where(pos_ok, 2.0 * c * (1.0 - c) * g_dot_f, 0.0)
+        db_i += coef_i
+        db_f += coef_f
+        # pass 2: dT, dE and the partial parameter gradients, chunk by chunk
+        for d0 in range(0, d, BLOCK_D):
+            _backward_chunk(
+                g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr,
+                dt_ptr + b * sdt_b, de_ptr + b * sde_b, pw_base, pg_base,
+                d0, n, d, a, c, coef_i, coef_f,
+                sg_n, sg_d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
+                sdt_n, sdt_d, sde_n, sde_d, pw_c, pw_k, pg_c,
+                BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION,
+            )
+            # the partial buffers are read back by other threads of this program next time
+            tl.debug_barrier()
+    tl.store(pb_ptr + pid * 2, tl.sum(db_i, axis=0))
+    tl.store(pb_ptr + pid * 2 + 1, tl.sum(db_f, axis=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Split operands: four products per transform (lengths other than TedRec's; see CONFIGS)
+# --------------------------------------------------------------------------------------------
+@triton.jit
 def _spectra(k0, x, y, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
              PRECISION: tl.constexpr):
     """Half spectra of two tiles at frequencies ``k0 + [0, BLOCK_K)``: ``(x_re, x_im, y_re, y_im)``."""
@@ -133,16 +481,8 @@ def _spectra(k0, x, y, n, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.
 
 
 @triton.jit
-def _inverse(cos_tk, msin_tk, xr, xi, ACC: tl.constexpr, PRECISION: tl.constexpr):
-    """Unnormalised c2r contribution ``(BLOCK_N, BLOCK_D)`` of a block of weighted spectrum rows, given
-    the ``(BLOCK_N, BLOCK_K)`` twiddles ``_twiddles(k[None, :], pos[:, None], ...)``."""
-    out = tl.dot(cos_tk, xr, input_precision=PRECISION, out_dtype=ACC)
-    return tl.dot(msin_tk, xi, acc=out, input_precision=PRECISION, out_dtype=ACC)
-
-
-@triton.jit
-def _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c,
-                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+def _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c,
+                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                 ACC: tl.constexpr, PRECISION: tl.constexpr):
     """``F`` and ``E2`` of one channel chunk ``[d0, d0 + BLOCK_D)`` of one sequence, in registers."""
     pos = tl.arange(0, BLOCK_N)
@@ -169,21 +509,8 @@ def _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d, sw_k, s
     return fused, filtered
 
 
-@triton.jit
-def _load_gate(g_ptr, ch, d, s_g, ACC: tl.constexpr):
-    return tl.load(g_ptr + ch * s_g, mask=ch < d, other=0.0).to(ACC)
-
-
-@triton.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
-
-
-# --------------------------------------------------------------------------------------------
-# Forward
-# --------------------------------------------------------------------------------------------
 @triton.jit(do_not_specialize=["n", "d"])
-def _spectral_fusion_fwd_kernel(
+def _spectral_fusion_fwd_kernel_split(
     t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr, v_ptr,
     n, d,
     st_b, st_n, st_d, se_b, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf, sv_b, sv_n, sv_d,
@@ -200,8 +527,8 @@ def _spectral_fusion_fwd_kernel(
 
     if SINGLE_CHUNK:
         ch = tl.arange(0, BLOCK_D)
-        fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, 0, n, d, st_n, st_d, se_n, se_d,
-                                      sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+        fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, 0, n, d, st_n, st_d, se_n, se_d,
+                                            sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
         gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
         gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
         a = _sigmoid(tl.sum(filtered * gi[None, :], axis=1) + bias_i)
@@ -215,16 +542,16 @@ def _spectral_fusion_fwd_kernel(
         logit_f = tl.zeros((BLOCK_N,), ACC) + bias_f
         for d0 in range(0, d, BLOCK_D):
             ch = d0 + tl.arange(0, BLOCK_D)
-            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                                sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
             logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
             logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
         a = _sigmoid(logit_i)
         c = _sigmoid(logit_f)
         for d0 in range(0, d, BLOCK_D):
             ch = d0 + tl.arange(0, BLOCK_D)
-            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                                sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
             v = 2.0 * (a[:, None] * filtered + c[:, None] * fused)
             mask = (pos[:, None] < n) & (ch[None, :] < d)
             tl.store(v_base + pos[:, None] * sv_n + ch[None, :] * sv_d,
@@ -235,7 +562,7 @@ def _spectral_fusion_fwd_kernel(
 # Backward
 # --------------------------------------------------------------------------------------------
 @triton.jit
-def _backward_chunk(
+def _backward_chunk_split(
     g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr, dt_base, de_base, pw_base, pg_base,
     d0, n, d, a, c, coef_i, coef_f,
     sg_n, sg_d, st_n, st_d, se_n, se_d, sw_k, sw_d, sw_c, s_gi, s_gf,
@@ -251,8 +578,8 @@ def _backward_chunk(
     pos = tl.arange(0, BLOCK_N)
     ch = d0 + tl.arange(0, BLOCK_D)
     ch_ok = ch < d
-    fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                  sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+    fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                        sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
     grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
     gi = _load_gate(gi_ptr, ch, d, s_gi, ACC)
     gf = _load_gate(gf_ptr, ch, d, s_gf, ACC)
@@ -308,7 +635,7 @@ def _backward_chunk(
 
 
 @triton.jit(do_not_specialize=["B", "n", "d"])
-def _spectral_fusion_bwd_kernel(
+def _spectral_fusion_bwd_kernel_split(
     g_ptr, t_ptr, e_ptr, w_ptr, gi_ptr, bi_ptr, gf_ptr, bf_ptr,
     dt_ptr, de_ptr, pw_ptr, pg_ptr, pb_ptr,
     B, n, d,
@@ -340,8 +667,8 @@ def _spectral_fusion_bwd_kernel(
         g_dot_f = tl.zeros((BLOCK_N,), ACC)
         for d0 in range(0, d, BLOCK_D):
             ch = d0 + tl.arange(0, BLOCK_D)
-            fused, filtered = _fuse_chunk(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
-                                          sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
+            fused, filtered = _fuse_chunk_split(t_base, e_base, w_ptr, d0, n, d, st_n, st_d, se_n, se_d,
+                                                sw_k, sw_d, sw_c, BLOCK_N, BLOCK_K, BLOCK_D, ACC, PRECISION)
             grad = _load_tile(g_base, pos, ch, n, d, sg_n, sg_d, ACC)
             logit_i += tl.sum(filtered * _load_gate(gi_ptr, ch, d, s_gi, ACC)[None, :], axis=1)
             logit_f += tl.sum(fused * _load_gate(gf_ptr, ch, d, s_gf, ACC)[None, :], axis=1)
@@ -355,7 +682,7 @@ def _spectral_fusion_bwd_kernel(
         db_f += coef_f
         # pass 2: dT, dE and the partial parameter gradients, chunk by chunk
         for d0 in range(0, d, BLOCK_D):
-            _backward_chunk(
+            _backward_chunk_split(
                 g_base, t_base, e_base, w_ptr, gi_ptr, gf_ptr,
                 dt_ptr + b * sdt_b, de_ptr + b * sde_b, pw_base, pg_base,
                 d0, n, d, a, c, coef_i, coef_f,
@@ -367,7 +694,6 @@ def _spectral_fusion_bwd_kernel(
             tl.debug_barrier()
     tl.store(pb_ptr + pid * 2, tl.sum(db_i, axis=0))
     tl.store(pb_ptr + pid * 2 + 1, tl.sum(db_f, axis=0))
-
 
 # --------------------------------------------------------------------------------------------
 # Launch configurations (the launchers: tedrec_fast/ops/spectral_fusion/triton.py)
@@ -382,32 +708,55 @@ class KernelConfig:
     num_warps: int
     BLOCK_D_BWD: int
     num_warps_bwd: int
+    #: the stacked-operand kernels (one product per transform; ``BLOCK_K`` may be 8), else the split ones
+    stacked: bool = False
 
 
-def _configs(chunks: dict[int, tuple[int, int, int, int]],
-             float64_chunks: dict[int, tuple[int, int, int, int]]) -> dict[tuple[str, int], KernelConfig]:
-    """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (forward BLOCK_D, forward warps, backward BLOCK_D,
-    backward warps)}`` for 16- and 32-bit inputs (fp32 tiles) and for float64 (tiles of twice the bytes)."""
-    table = {("32-bit", block_n): KernelConfig(block_n, 16, *c) for block_n, c in chunks.items()}
-    table.update({("float64", block_n): KernelConfig(block_n, 16, *c) for block_n, c in float64_chunks.items()})
+#: the padded lengths whose fp32 and 16-bit configurations run the stacked-operand kernels: TedRec's, where they
+#: spill nothing on any target; elsewhere the split kernels spill less (float64 everywhere; bench/NOTES.md)
+STACKED_LENGTHS = frozenset({64})
+
+
+def _configs(chunks: dict[int, tuple[int, int, int, int, int]],
+             float64_chunks: dict[int, tuple[int, int, int, int, int]],
+             sixteen_bit: dict[int, tuple[int, int, int, int, int]] | None = None
+             ) -> dict[tuple[str, int], KernelConfig]:
+    """``{(dtype group, BLOCK_N): config}`` from ``{BLOCK_N: (BLOCK_K, forward BLOCK_D, forward warps, backward
+    BLOCK_D, backward warps)}`` for fp32 inputs, for float64 (tiles of twice the bytes) and, where ``sixteen_bit``
+    names a length, for bf16 / fp16 (fp32 tiles, one TF32 product instead of fp32's three: other registers)."""
+    table = {("32-bit", block_n): KernelConfig(block_n, *c, stacked=block_n in STACKED_LENGTHS)
+             for block_n, c in chunks.items()}
+    table.update({("16-bit", block_n): KernelConfig(block_n, *c, stacked=block_n in STACKED_LENGTHS)
+                  for block_n, c in {**chunks, **(sixteen_bit or {})}.items()})
+    table.update({("float64", block_n): KernelConfig(block_n, *c) for block_n, c in float64_chunks.items()})
     return table
 
 
-#: Hopper and datacenter Blackwell (227 KiB of shared memory per block; on sm_90 ``tl.dot`` reaches wgmma)
-_LARGE_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (32, 4, 32, 8), 128: (32, 8, 16, 8), 256: (16, 8, 16, 8)}
-_LARGE_SMEM_FLOAT64 = {n: c for n, c in _LARGE_SMEM.items() if n <= 128}
+#: Hopper and datacenter Blackwell (227 KiB of shared memory per block; on sm_90 ``tl.dot`` reaches wgmma).
+#: TedRec's length (``BLOCK_N = 64``) in frequency blocks of 8: the only block size whose forward and backward
+#: compile without spills on every target, fp32 (3xTF32) and 16-bit (bench/NOTES.md)
+_LARGE_SMEM = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (8, 16, 4, 16, 8), 128: (16, 32, 8, 16, 8),
+               256: (16, 16, 8, 16, 8)}
+_LARGE_SMEM_FLOAT64 = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (16, 32, 4, 32, 8),
+                       128: (16, 32, 8, 16, 8)}
 #: Ampere A100 (163 KiB) and the 99-KiB parts (A10 / RTX 30xx, L4 / RTX 40xx, RTX 50xx); ``mma.sync``
-_SMALL_SMEM = {16: (64, 4, 32, 8), 32: (64, 4, 32, 8), 64: (16, 4, 16, 8), 128: (16, 8, 16, 8)}
-#: sm_80 and sm_120: the TedRec-length forward at 8 warps (two passes spill 100 B and 0 B there, 148 B and 16 B
-#: at 4 warps; bench/NOTES.md)
-_SMALL_SMEM_8_WARP_FORWARD = {**_SMALL_SMEM, 64: (16, 8, 16, 8)}
+_SMALL_SMEM = {16: (16, 64, 4, 32, 8), 32: (16, 64, 4, 32, 8), 64: (8, 32, 8, 16, 8), 128: (16, 16, 8, 16, 8)}
+#: sm_120: the TedRec-length forward in 16-channel chunks at 4 warps (32-channel ones spill nothing in the fusion
+#: but 36 B in the filter's forward, which shares the configuration; bench/NOTES.md)
+_SMALL_SMEM_NARROW_FORWARD = {**_SMALL_SMEM, 64: (8, 16, 4, 16, 8)}
 #: float64 there: 64-channel forward chunks at ``BLOCK_N = 32`` need 106,496 B, over 99 KiB
-_SMALL_SMEM_FLOAT64 = {16: (32, 4, 32, 8), 32: (32, 4, 32, 8), 64: (16, 4, 16, 8)}
+_SMALL_SMEM_FLOAT64 = {16: (16, 32, 4, 32, 8), 32: (16, 32, 4, 32, 8), 64: (16, 16, 4, 16, 8)}
+#: 16-bit inputs at TedRec's length where fp32's configuration spills for them (bench/NOTES.md): sm_80/86/89
+#: (forward in 16-channel chunks at 4 warps, backward in 32-channel ones), sm_100/120 (both in 32-channel ones)
+_SIXTEEN_BIT_NARROW_FORWARD = {64: (8, 16, 4, 32, 8)}
+_SIXTEEN_BIT_WIDE = {64: (8, 32, 4, 32, 8)}
 
 
 def dtype_group(dtype: torch.dtype) -> str:
-    """The configuration group of inputs of ``dtype``: ``"float64"``, or ``"32-bit"`` (fp32 tiles: fp32, bf16, fp16)."""
-    return "float64" if dtype == torch.float64 else "32-bit"
+    """The configuration group of inputs of ``dtype``: ``"float64"``, ``"16-bit"`` (bf16, fp16) or ``"32-bit"``."""
+    if dtype == torch.float64:
+        return "float64"
+    return "16-bit" if dtype in (torch.bfloat16, torch.float16) else "32-bit"
 
 
 def _no_config(arch: int, key: tuple[str, int]) -> str:
@@ -422,12 +771,12 @@ def _no_config(arch: int, key: tuple[str, int]) -> str:
 #: target is not run by the Triton backend there (the dispatcher picks the next backend). ``BLOCK_N = 512``
 #: (257 <= n <= 512) fits no target: its backward needs more shared memory than any GPU has.
 CONFIGS: TargetConfigs[tuple[str, int], KernelConfig] = TargetConfigs("spectral_fusion", {
-    80: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
-    86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
-    89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64),
+    80: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_NARROW_FORWARD),
+    86: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_NARROW_FORWARD),
+    89: _configs(_SMALL_SMEM, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_NARROW_FORWARD),
     90: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
-    100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64),
-    120: _configs(_SMALL_SMEM_8_WARP_FORWARD, _SMALL_SMEM_FLOAT64),
+    100: _configs(_LARGE_SMEM, _LARGE_SMEM_FLOAT64, _SIXTEEN_BIT_WIDE),
+    120: _configs(_SMALL_SMEM_NARROW_FORWARD, _SMALL_SMEM_FLOAT64, _SIXTEEN_BIT_WIDE),
 }, why=_no_config)
 
 #: what the Triton interpreter launches (CPU tensors; no shared memory): sm_90's 32-bit configurations, and
@@ -459,9 +808,10 @@ def kernel_config(n: int, arch: int | None = 90, dtype: torch.dtype = torch.floa
     (``None``: the Triton interpreter). ``ValueError`` saying why when none of that length fits the target.
 
     ``tl.dot`` needs every dimension to be a power of two >= 16, so ``n`` is padded to ``BLOCK_N`` and
-    frequencies are processed in blocks of ``BLOCK_K = 16``. Registers hold a few
-    ``BLOCK_N x BLOCK_D`` fp32 tiles and four ``BLOCK_K x BLOCK_N`` twiddle tiles, so the channel chunk
-    shrinks as the padded length grows; the backward keeps about twice as many tiles live.
+    frequencies are processed in blocks of ``BLOCK_K`` (16, or 8 at TedRec's length: the stacked twiddles
+    have ``2 BLOCK_K`` rows). Registers hold the tensor-core operands of a ``2 BLOCK_K x BLOCK_N`` twiddle
+    tile and a ``BLOCK_N x 2 BLOCK_D`` (backward ``4 BLOCK_D``) data tile, so the channel chunk shrinks as
+    the padded length grows.
     """
     reason = config_why_not(n, arch, dtype)
     if reason is not None:
@@ -475,13 +825,18 @@ def validate_config(config: KernelConfig, n: int) -> None:
     (``TypeError`` if it is not a :class:`KernelConfig`).
 
     ``BLOCK_N`` must cover ``n``; ``BLOCK_N``, ``BLOCK_K``, ``BLOCK_D`` and ``BLOCK_D_BWD`` are ``tl.dot``
-    dimensions (powers of two >= 16); the warp counts are powers of two.
+    dimensions (powers of two >= 16; the stacked kernels' ``2 BLOCK_K`` is, so there ``BLOCK_K`` may be 8); the
+    warp counts are powers of two.
     """
     if not isinstance(config, KernelConfig):
         raise TypeError(f"spectral_fusion: config must be a KernelConfig, got {type(config).__name__}")
+    if not isinstance(config.stacked, bool):
+        raise ValueError(f"spectral_fusion: config.stacked must be a bool, got {config.stacked!r}")
     for field in fields(KernelConfig):
+        if field.name == "stacked":
+            continue
         value = getattr(config, field.name)
-        smallest = 1 if field.name.startswith("num_warps") else 16
+        smallest = 1 if field.name.startswith("num_warps") else 8 if field.name == "BLOCK_K" and config.stacked else 16
         if not isinstance(value, int) or value < smallest or value & (value - 1):
             raise ValueError(f"spectral_fusion: config.{field.name} must be a power of two >= {smallest}, "
                              f"got {value!r}")
@@ -495,6 +850,13 @@ def all_kernel_configs(arch: int | None = 90, dtype: torch.dtype = torch.float32
     if arch is None:
         return [_INTERPRETER[block_n] for block_n in sorted(_INTERPRETER)]
     return [cfg for (group, _), cfg in CONFIGS.table[arch].items() if group == dtype_group(dtype)]
+
+
+def kernels_for(config: KernelConfig) -> tuple:
+    """The ``(forward, backward)`` kernels a configuration launches: the stacked-operand ones or the split ones."""
+    if config.stacked:
+        return _spectral_fusion_fwd_kernel, _spectral_fusion_bwd_kernel
+    return _spectral_fusion_fwd_kernel_split, _spectral_fusion_bwd_kernel_split
 
 
 def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = None,
@@ -514,10 +876,11 @@ def compile_specs(dtype: torch.dtype = torch.float32, precision: str | None = No
     for cfg in all_kernel_configs(arch, dtype) if configs is None else configs:
         if block_n is not None and cfg.BLOCK_N != block_n:
             continue
+        forward, backward = kernels_for(cfg)
         variants = [
-            ("forward, single pass", _spectral_fusion_fwd_kernel, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": True}),
-            ("forward, two passes", _spectral_fusion_fwd_kernel, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": False}),
-            ("backward", _spectral_fusion_bwd_kernel, cfg.BLOCK_D_BWD, cfg.num_warps_bwd, {}),
+            ("forward, single pass", forward, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": True}),
+            ("forward, two passes", forward, cfg.BLOCK_D, cfg.num_warps, {"SINGLE_CHUNK": False}),
+            ("backward", backward, cfg.BLOCK_D_BWD, cfg.num_warps_bwd, {}),
         ]
         for label, fn, block_d, warps, extra in variants:
             constexprs = dict(BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=block_d, ACC=acc,

@@ -7,7 +7,7 @@ target's limit per block, its registers and spills (``ptxas -v``). It runs in a 
 per session (module-scoped fixtures).
 
 * Default run: TedRec's shape (n = 50, padded to 64) forward and backward on every target: the configurations
-  compiled are the dispatcher's, each fits its target, and none spills (or the known spills, bench/NOTES.md).
+  compiled are the dispatcher's, each fits its target, and none spills (fp32, 3xTF32 products).
 * ``-m slow``: every configuration of every op, dtype and precision on every target: each fits (tens of
   minutes on two cores; registers and spills printed with ``pytest -s`` and recorded in bench/NOTES.md).
 
@@ -35,9 +35,6 @@ from tedrec_fast.ops.limits import MAX_N
 ARCHS = list(TARGETS)
 ARCH_IDS = [t.name for t in TARGETS.values()]
 TEDREC_BLOCK_N = 64  # n = 50
-#: targets whose kernels spill at TedRec's shape with Triton 3.6.0 (fp32, 3xTF32 products: the backward on every
-#: target, 64 to 640 B of spill stores; the forward on sm_80): an open part of issue 15, see bench/NOTES.md
-KNOWN_SPILLS = {80, 86, 89, 90, 100, 120}
 
 
 def run_aot(*args: str) -> list[dict]:
@@ -89,12 +86,10 @@ def test_tedrec_shape_compiles_the_dispatchers_configuration_within_the_target(t
 
 @pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
 def test_tedrec_shape_has_no_spills(tedrec_shape, arch: int) -> None:
+    """fp32 with the default 3xTF32 products, forward (one and two passes) and backward (bench/NOTES.md)."""
     spills = {r["kernel"]: r["spill_store_bytes"] for r in tedrec_shape[arch]
               if r["spill_store_bytes"] or r["spill_load_bytes"]}
-    message = f"sm_{arch}, Triton {triton.__version__}: spill stores (bytes) per kernel {spills}"
-    if spills and arch in KNOWN_SPILLS:
-        pytest.xfail(f"known (bench/NOTES.md): {message}")
-    assert not spills, message
+    assert not spills, f"sm_{arch}, Triton {triton.__version__}: spill stores (bytes) per kernel {spills}"
 
 
 def test_aot_finds_every_kernel_module() -> None:
@@ -119,6 +114,22 @@ def test_aot_lists_exactly_the_dispatchers_configurations(arch: int) -> None:
         catalog = {s["name"] for s in full_catalog_ce.compile_specs(dtype, arch=arch)}
         assert catalog == {s["name"] for s in full_catalog_ce.compile_specs(
             dtype, config=full_catalog_ce.kernel_config(dtype, arch))}
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_filter_launches_the_configurations_aot_compiles(arch: int) -> None:
+    """The filter's launcher picks from its own table (the fusion's but sm_80's 16-bit TedRec length), which is
+    what ``aot`` compiles for it."""
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        group = spectral_fusion.dtype_group(dtype)
+        picked = {spectral_filter.filter_config(n, arch, dtype) for n in range(1, MAX_N + 1)
+                  if spectral_filter.CONFIGS.why_not(arch, (group, spectral_fusion.padded_length(n))) is None}
+        assert picked == {c for (g, _), c in spectral_filter.CONFIGS.table[arch].items() if g == group}
+        assert len(spectral_filter.compile_specs(dtype, arch=arch)) == 2 * len(picked)
+    differs = spectral_filter.filter_config(50, arch, torch.bfloat16) != spectral_fusion.kernel_config(50, arch,
+                                                                                                    torch.bfloat16)
+    assert differs == (arch == 80)
+    assert spectral_filter.filter_config(50, None, torch.bfloat16) == spectral_fusion.kernel_config(50, None)
 
 
 #: the exhaustive groups: every op for each dtype at its default precision, and fp32 with TF32 products

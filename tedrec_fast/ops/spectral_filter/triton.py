@@ -7,8 +7,12 @@ import torch
 import triton
 
 from tedrec_fast.kernels.common import acc_dtype, dot_precision, persistent_programs, tl_acc_dtype
-from tedrec_fast.kernels.spectral_filter import _spectral_filter_bwd_kernel, _spectral_filter_fwd_kernel
-from tedrec_fast.kernels.spectral_fusion import kernel_config
+from tedrec_fast.kernels.spectral_filter import (
+    _spectral_filter_bwd_kernel,
+    _spectral_filter_fwd_kernel,
+    filter_block_k,
+    filter_config,
+)
 from tedrec_fast.kernels.targets import launch_arch
 
 __all__ = ["spectral_filter_forward", "spectral_filter_backward"]
@@ -22,11 +26,11 @@ def spectral_filter_forward(x: torch.Tensor, complex_weight: torch.Tensor, out: 
         out = torch.empty((B, n, d), dtype=x.dtype, device=x.device)
     if B == 0:
         return out
-    cfg = kernel_config(n, launch_arch(x.device), x.dtype)
+    cfg = filter_config(n, launch_arch(x.device), x.dtype)
     w = complex_weight[0]
     _spectral_filter_fwd_kernel[(B, triton.cdiv(d, cfg.BLOCK_D))](
         x, w, out, n, d, *x.stride(), *w.stride(), *out.stride(),
-        BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D,
+        BLOCK_N=cfg.BLOCK_N, BLOCK_K=filter_block_k(cfg), BLOCK_D=cfg.BLOCK_D,
         ACC=tl_acc_dtype(x.dtype), PRECISION=dot_precision(x.dtype), num_warps=cfg.num_warps,
     )
     return out
@@ -42,13 +46,13 @@ def spectral_filter_backward(grad_out: torch.Tensor, x: torch.Tensor, complex_we
     programs = persistent_programs(x.device, B)
     part_w = torch.zeros((programs, 2, n // 2 + 1, d), dtype=acc, device=x.device)
     if B > 0:
-        cfg = kernel_config(n, launch_arch(x.device), x.dtype)
+        cfg = filter_config(n, launch_arch(x.device), x.dtype)
         w = complex_weight[0]
         _spectral_filter_bwd_kernel[(programs, triton.cdiv(d, cfg.BLOCK_D_BWD))](
             grad_out, x, w, d_x, part_w, B, n, d,
             *grad_out.stride(), *x.stride(), *w.stride(), *d_x.stride(),
             part_w.stride(0), part_w.stride(1), part_w.stride(2),
-            BLOCK_N=cfg.BLOCK_N, BLOCK_K=cfg.BLOCK_K, BLOCK_D=cfg.BLOCK_D_BWD,
+            BLOCK_N=cfg.BLOCK_N, BLOCK_K=filter_block_k(cfg), BLOCK_D=cfg.BLOCK_D_BWD,
             ACC=tl_acc_dtype(x.dtype), PRECISION=dot_precision(x.dtype), num_warps=cfg.num_warps_bwd,
         )
     d_weight = part_w.sum(0).permute(1, 2, 0).unsqueeze(0).contiguous()  # (1, K, d, 2), fixed-order sum

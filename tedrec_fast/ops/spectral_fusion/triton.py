@@ -6,13 +6,7 @@ from __future__ import annotations
 import torch
 
 from tedrec_fast.kernels.common import acc_dtype, dot_precision, persistent_programs, tl_acc_dtype
-from tedrec_fast.kernels.spectral_fusion import (
-    KernelConfig,
-    _spectral_fusion_bwd_kernel,
-    _spectral_fusion_fwd_kernel,
-    kernel_config,
-    validate_config,
-)
+from tedrec_fast.kernels.spectral_fusion import KernelConfig, kernel_config, kernels_for, validate_config
 from tedrec_fast.kernels.targets import launch_arch
 
 __all__ = ["spectral_fusion_forward", "spectral_fusion_backward"]
@@ -54,7 +48,7 @@ def spectral_fusion_forward(
     if B == 0:
         return out
     w = complex_weight[0]
-    _spectral_fusion_fwd_kernel[(B,)](
+    kernels_for(cfg)[0][(B,)](
         text_emb, item_emb, w, item_gate_weight, item_gate_bias, fusion_gate_weight, fusion_gate_bias, out,
         n, d,
         *text_emb.stride(), *item_emb.stride(), *w.stride(),
@@ -106,7 +100,7 @@ def spectral_fusion_backward(
     if B > 0:
         w = complex_weight[0]
         g = grad_out
-        _spectral_fusion_bwd_kernel[(programs,)](
+        kernels_for(cfg)[1][(programs,)](
             g, text_emb, item_emb, w, item_gate_weight, item_gate_bias, fusion_gate_weight,
             fusion_gate_bias, d_text, d_item, part_w, part_g, part_b,
             B, n, d,

@@ -116,8 +116,10 @@ def test_triton_hypothesis_shapes(B: int, n: int, d: int, dtype: torch.dtype, de
     _check_forward_and_backward(B, n, d, dtype, device, seed=B * 7 + n * 3 + d)
 
 
-@pytest.mark.parametrize(("B", "n", "d"), [(2, 1, 2), (1, 2, 2), (1, 5, 2), (1, 8, 1)])
+@pytest.mark.parametrize(("B", "n", "d"), [(2, 1, 2), (1, 2, 2), (1, 5, 2), (1, 8, 1), (1, 33, 1)])
 def test_triton_gradcheck_float64(B: int, n: int, d: int, device: str) -> None:
+    """Also through TedRec's padded length (n = 33: ``BLOCK_N = 64``, frequency blocks of 8, the last holding
+    one frequency)."""
     inputs = random_inputs(B, n, d, torch.float64, device, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *x: spectral_fusion(*x, backend="triton"), inputs, atol=1e-8, rtol=1e-6)
 
@@ -162,7 +164,8 @@ def test_kernel_configs_cover_every_length() -> None:
     for n in range(1, MAX_N + 1):
         cfg = kernels.kernel_config(n, None)  # the interpreter's: every length
         assert cfg in kernels.all_kernel_configs(None)
-        assert cfg.BLOCK_N >= n and min(cfg.BLOCK_N, cfg.BLOCK_K, cfg.BLOCK_D, cfg.BLOCK_D_BWD) >= 16
+        dot_rows = (1 + cfg.stacked) * cfg.BLOCK_K  # the stacked kernels' twiddles have 2 BLOCK_K rows
+        assert cfg.BLOCK_N >= n and min(cfg.BLOCK_N, dot_rows, cfg.BLOCK_D, cfg.BLOCK_D_BWD) >= 16
         for arch in TARGETS:  # each target's: the lengths its shared memory allows
             if kernels.config_why_not(n, arch) is None:
                 cfg = kernels.kernel_config(n, arch)

@@ -69,6 +69,18 @@ OVERRIDES = [
     (1, 20, 40, KernelConfig(BLOCK_N=32, BLOCK_K=32, BLOCK_D=64, num_warps=8, BLOCK_D_BWD=32, num_warps_bwd=4)),
     # a padded length wider than the default (64 for n = 9)
     (2, 9, 20, KernelConfig(BLOCK_N=64, BLOCK_K=16, BLOCK_D=32, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=8)),
+    # the stacked kernels: frequency blocks of 8 at BLOCK_N = 16 (odd n: 7 frequencies, one block), 32-channel
+    # chunks, two passes
+    (3, 13, 70, KernelConfig(BLOCK_N=16, BLOCK_K=8, BLOCK_D=32, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=2,
+                             stacked=True)),
+    # stacked, blocks of 8 at BLOCK_N = 128 (odd n: 49 frequencies, seven blocks, the last one frequency wide)
+    (2, 97, 19, KernelConfig(BLOCK_N=128, BLOCK_K=8, BLOCK_D=16, num_warps=8, BLOCK_D_BWD=16, num_warps_bwd=8,
+                             stacked=True)),
+    # stacked, blocks of 16 at BLOCK_N = 32, one pass of 32 channels, 16-channel chunks backward
+    (2, 21, 30, KernelConfig(BLOCK_N=32, BLOCK_K=16, BLOCK_D=32, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=4,
+                             stacked=True)),
+    # the split kernels at TedRec's padded length (the default there is stacked)
+    (2, 50, 40, KernelConfig(BLOCK_N=64, BLOCK_K=16, BLOCK_D=16, num_warps=4, BLOCK_D_BWD=16, num_warps_bwd=8)),
 ]
 
 
@@ -90,10 +102,19 @@ def test_triton_default_config_is_the_same_launch() -> None:
         assert torch.equal(a, b)
 
 
+def test_stacked_config_takes_frequency_blocks_of_8() -> None:
+    config = dataclasses.replace(kernel_config(50), BLOCK_K=8)
+    assert config.stacked
+    validate_config(config, 50)
+    with pytest.raises(ValueError, match="config.BLOCK_K must be a power of two >= 8"):
+        validate_config(dataclasses.replace(config, BLOCK_K=4), 50)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("BLOCK_N", 16, "config.BLOCK_N must be >= n = 20"),
     ("BLOCK_N", 48, "config.BLOCK_N must be a power of two >= 16"),
-    ("BLOCK_K", 8, "config.BLOCK_K must be a power of two >= 16"),
+    ("BLOCK_K", 8, "config.BLOCK_K must be a power of two >= 16"),  # the split kernels (n = 20)
+    ("stacked", 1, "config.stacked must be a bool"),
     ("BLOCK_D", 24, "config.BLOCK_D must be a power of two >= 16"),
     ("BLOCK_D_BWD", 0, "config.BLOCK_D_BWD must be a power of two >= 16"),
     ("num_warps", 3, "config.num_warps must be a power of two >= 1"),
@@ -195,8 +216,9 @@ def test_variants_are_valid_default_first_and_complete(shape: tune.Shape) -> Non
     assert list(groups) == [(kind, direction, dtype, precision if kind == "triton" else None)
                             for dtype, precision in modes for kind in ("triton", "cuda")
                             for direction in ("fwd", "bwd") if kind == "triton" or precision != "high"]
-    block_n = kernel_config(shape.n).BLOCK_N
-    sizes = {("triton", "fwd"): 18 if block_n >= 32 else 9, ("triton", "bwd"): 4, ("cuda", "fwd"): 6,
+    default = kernel_config(shape.n)
+    block_ks = (2 if default.BLOCK_N >= 32 else 1) + default.stacked  # 16 (32) (8)
+    sizes = {("triton", "fwd"): 9 * block_ks, ("triton", "bwd"): 4, ("cuda", "fwd"): 6,
              ("cuda", "bwd"): 6}
     for (kind, direction, _, _), group in groups.items():
         assert len(group) == sizes[kind, direction] and len({v.knobs for v in group}) == len(group)
@@ -253,7 +275,7 @@ def test_rel_err_and_tolerance() -> None:
 
 def test_swept_eight_warp_kernels_compile_for_sm90() -> None:
     """The 8-warp Triton variants at TedRec's shape (incl. BLOCK_D 64 and BLOCK_K 32), compiled for sm_90
-    without a GPU: a GPU-only compile error in them fails here. (All 22 take minutes.) Their spills are
+    without a GPU: a GPU-only compile error in them fails here. (All 31 take minutes.) Their spills are
     reported, not asserted: they depend on the Triton version's register allocation (the BLOCK_D 64 variant
     spills nothing under Triton 3.6.0, 8 bytes under 3.8.0); tests/kernels/test_aot_compile.py asserts on the
     configurations the dispatcher launches."""
@@ -262,7 +284,7 @@ def test_swept_eight_warp_kernels_compile_for_sm90() -> None:
                              "--only", "w8"], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert len(records) == 8 and all(r["registers"] > 0 for r in records)
+    assert len(records) == 9 + 2 and all(r["registers"] > 0 for r in records)
     assert any("64x16x64 w8" in r["kernel"] for r in records)
     for r in records:
         print(f"Triton {triton.__version__} sm_90 {r['kernel']}: {r['registers']} registers, "
@@ -277,9 +299,9 @@ def test_aot_compiles_each_swept_kernel_once(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(aot, "compile_each", listed)
     names = [r["kernel"] for r in tune.compile_variants([("float32", "highest")])]
-    assert len(names) == len(set(names)) == 18 + 4  # d = 300 > every BLOCK_D: the forward runs two passes
-    assert sum("forward, two passes" in name for name in names) == 18
-    assert "spectral_fusion backward 64x16x16 w4" in names and "spectral_fusion backward 64x32x32 w8" not in names
+    assert len(names) == len(set(names)) == 27 + 4  # d = 300 > every BLOCK_D: the forward runs two passes
+    assert sum("forward, two passes" in name for name in names) == 27
+    assert "spectral_fusion backward 64x8x16 w4" in names and "spectral_fusion backward 64x32x32 w8" not in names
     assert {r["precision"] for r in tune.compile_variants([("float32", "high")])} == {"tf32"}
 
 

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-__all__ = ["Target", "TARGETS", "INTERPRETER_ARCH", "target", "target_for_capability", "device_target",
+__all__ = ["Target", "TARGETS", "TUNED_TRITON", "INTERPRETER_ARCH", "target", "target_for_capability", "device_target",
            "launch_arch", "unsupported_capability", "TargetConfigs"]
 
 KB = 1024
@@ -55,6 +55,11 @@ TARGETS: dict[int, Target] = {t.arch: t for t in (
     Target(100, "B200, GB200", 227 * KB, 228 * KB),
     Target(120, "RTX 50xx, RTX PRO 6000 Blackwell", 99 * KB, 100 * KB),
 )}
+
+#: the Triton release (major, minor) the per-target configurations were chosen and checked with: the GPU
+#: machine's, and what torch 2.11's CUDA wheels pin. Register allocation, so spilling, changes between releases
+#: (Triton 3.9.0 spills at TedRec's shape with every configuration tried; bench/NOTES.md)
+TUNED_TRITON = (3, 6)
 
 #: the table entry whose configurations the Triton interpreter (CPU tensors, tests) launches, besides
 #: those an op keeps for lengths no GPU target runs

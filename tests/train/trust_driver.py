@@ -4,13 +4,14 @@
 scenario (the parent runs no torch op, so forking is safe). Each child sets ``TEDREC_FAST_FAULT`` to the
 scenario's ``fault`` (or unsets it), does its ``kind`` of work and writes its result as JSON to ``result``;
 the parent records how each child ended (``"exit 0"``, ``"signal 9"``) in ``SCENARIOS.json.status``. A
-scenario with ``kill_fraction`` is sent SIGKILL by the parent, wherever the child is, once that fraction of
-the first scenario's duration has passed.
+scenario with ``kill_fraction`` is sent SIGKILL by the parent, wherever the child is, once it has used that
+fraction of the CPU time of the cheapest earlier scenario that ran without a kill. Children compute on one
+thread, so their CPU time measures their progress whatever the load on the machine.
 
-Kinds: ``train`` (the tiny trainer of :mod:`tests.train.support`, ``epochs``, ``resume``, ``out``),
-``prepare`` (``online-retail`` from the fixture into ``out`` with ``max_seq_length``), ``text`` (cached text
-embeddings from a stand-in encoder into ``out``), ``swap`` (``atomic_directory(out, exchange)`` writing
-``content`` into ``data.txt``).
+Kinds: ``train`` (the tiny trainer of :mod:`tests.train.support`, ``epochs``, ``resume``, ``out``, optionally
+``max_steps_per_epoch``), ``prepare`` (``online-retail`` from the fixture into ``out`` with ``max_seq_length``),
+``text`` (cached text embeddings from a stand-in encoder into ``out``), ``swap`` (``atomic_directory(out,
+exchange)`` writing ``content`` into ``data.txt``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tedrec_fast.config import TrainConfig
 from tedrec_fast.data import prepare_dataset
@@ -41,7 +43,8 @@ def _train(s: dict[str, Any]) -> dict[str, Any]:
     data = make_dataset()
     seed_everything(0)
     model = TinyRec(data.n_items, data.max_seq_length)
-    result = Trainer(model, data, TrainConfig(epochs=s["epochs"], **TRAIN), output_dir=s["out"],
+    settings = {**TRAIN, "max_steps_per_epoch": s.get("max_steps_per_epoch", TRAIN["max_steps_per_epoch"])}
+    result = Trainer(model, data, TrainConfig(epochs=s["epochs"], **settings), output_dir=s["out"],
                      resume=s.get("resume", False)).fit()
     return {"test": result.test, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
 
@@ -70,6 +73,7 @@ KINDS = {"train": _train, "text": _text, "prepare": _prepare, "swap": _swap}
 
 
 def _child(scenario: dict[str, Any]) -> None:
+    torch.set_num_threads(1)
     if scenario.get("fault"):
         os.environ[FAULT_ENV] = scenario["fault"]
     else:
@@ -78,25 +82,33 @@ def _child(scenario: dict[str, Any]) -> None:
     Path(scenario["result"]).write_text(json.dumps(result))
 
 
-def _wait(pid: int, kill_after: float | None) -> tuple[int, int]:
-    """``os.waitpid(pid)``; with ``kill_after`` the child is sent SIGKILL once that many seconds have passed."""
-    if kill_after is None:
-        return os.waitpid(pid, 0)
-    deadline = time.monotonic() + kill_after
-    while time.monotonic() < deadline:
-        done, wait_status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return done, wait_status
-        time.sleep(0.005)
-    os.kill(pid, signal.SIGKILL)
-    return os.waitpid(pid, 0)
+def _cpu_seconds(pid: int) -> float:
+    """CPU time a running child has used so far (user + system, all threads), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait(pid: int, kill_after: float | None) -> tuple[int, float]:
+    """Waits for child ``pid``; returns its wait status and the CPU seconds it used. With ``kill_after`` it is
+    sent SIGKILL once it has used that many CPU seconds (CPU time, not wall time: the child's progress, however
+    loaded the machine is)."""
+    if kill_after is not None:
+        while True:
+            done, wait_status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                return wait_status, usage.ru_utime + usage.ru_stime
+            if _cpu_seconds(pid) >= kill_after:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.002)
+    _, wait_status, usage = os.wait4(pid, 0)
+    return wait_status, usage.ru_utime + usage.ru_stime
 
 
 def main(path: str) -> None:
     scenarios = json.loads(Path(path).read_text())
-    status, durations = [], []
+    status, unkilled = [], []
     for scenario in scenarios:
-        started = time.monotonic()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -111,9 +123,10 @@ def main(path: str) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        kill_after = scenario["kill_fraction"] * durations[0] if "kill_fraction" in scenario else None
-        _, wait_status = _wait(pid, kill_after)
-        durations.append(time.monotonic() - started)
+        kill_after = scenario["kill_fraction"] * min(unkilled) if "kill_fraction" in scenario else None
+        wait_status, cpu_seconds = _wait(pid, kill_after)
+        if kill_after is None:
+            unkilled.append(cpu_seconds)
         if os.WIFSIGNALED(wait_status):
             status.append(f"signal {os.WTERMSIG(wait_status)}")
         else:

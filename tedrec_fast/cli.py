@@ -38,7 +38,7 @@ DEBUG_ENV = "TEDREC_FAST_DEBUG"
 TRAIN_EPILOG = """\
 on a CPU (no --device cuda, no GPU): the settings you do not give by flag or --config are replaced by a
 time-budgeted schedule so that the default run ends in about ten minutes:
-  --epochs 100 --batch-size 128 --lr 0.002 --max-steps-per-epoch 40 --max-minutes 9.0
+  --epochs 100 --batch-size 128 --lr 0.001 --max-steps-per-epoch 40 --max-minutes 9.0
 (each epoch: 40 steps, then full-sort validation; no epoch starts after 9 minutes; the best valid epoch is
 tested). It is a short run, not the paper's result. The paper's schedule (use a GPU):
   tedrec-fast train --epochs 300 --batch-size 2048 --max-steps-per-epoch 0

@@ -52,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {append_record(record, args.out_dir)}")
         return 0
     if args.train_step:
-        from bench.train_step import document_path, train_step_document
+        from bench.environment import results_path
+        from bench.train_step import train_step_document
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         batch = args.batch_size or (2048 if device == "cuda" else 256)
         document = train_step_document(batch, repeats=args.repeats, device=device,
                                        report=lambda r: print(json.dumps(r), flush=True))
-        print(f"wrote {write_json(document, document_path(args.out_dir, document))}")
+        print(f"wrote {write_json(document, results_path(args.out_dir, document, '_train_step'))}")
         return 0
     if not torch.cuda.is_available():
         print("python -m bench needs a CUDA device (none here); `pytest bench/` runs CPU reference sizes.",

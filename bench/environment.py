@@ -38,9 +38,15 @@ def write_json(document: dict, path: Path) -> Path:
 
 
 def results_path(out_dir: Path, header: dict, suffix: str = "") -> Path:
-    """``<out_dir>/<date>_<gpu><suffix>.json`` for a document with ``header`` (the GPU's name slugged)."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", header["device"]).strip("-").lower()
-    return Path(out_dir) / f"{header['date']}_{gpu}{suffix}.json"
+    """``<out_dir>/<date>_<device><suffix>.json`` for a document with ``header`` (the device's name slugged), or
+    ``..._2.json``, ``..._3.json``, ... when that file exists: a second run on the same day keeps the first's."""
+    device = re.sub(r"[^A-Za-z0-9]+", "-", header["device"]).strip("-").lower()
+    stem = Path(out_dir) / f"{header['date']}_{device}{suffix}"
+    path, number = stem.with_name(stem.name + ".json"), 1
+    while path.exists():
+        number += 1
+        path = stem.with_name(f"{stem.name}_{number}.json")
+    return path
 
 
 def describe(exc: BaseException, limit: int = 600) -> str:

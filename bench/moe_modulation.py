@@ -18,6 +18,7 @@ def make_moe_step(reference: bool, B: int, n: int = 50, hidden: int = 300, exper
     """Forward + backward of the MoE modulation alone (the op, or its eager reference) at training time."""
     torch.manual_seed(0)
     table = torch.randn(N_ITEMS, TEXT_DIM, device=device) * 0.05
+    table[0] = 0  # the padding item's text vector, as TedRec stores it
     shapes = [(TEXT_DIM, experts), (TEXT_DIM, experts), (experts, hidden, TEXT_DIM), (experts, n, TEXT_DIM)]
     params = [torch.randn(shape, device=device) * 0.02 for shape in shapes]
     for p in params:

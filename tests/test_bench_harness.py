@@ -6,9 +6,11 @@ import json
 
 import torch
 
+from bench.environment import results_path
 from bench.full_catalog_ce import CatalogCase, loss_record, train_step_record, zipf_items
 from bench.spectral_fusion import GPU_CASES, floor_bytes
 from bench.tables import write
+from bench.train_step import batch
 
 
 def _timer(step) -> float:
@@ -119,3 +121,22 @@ def test_measure_runs_the_target_shape_first_survives_failures_and_keeps_its_bud
     assert shapes == {TARGET_SHAPE} and {r["backend"] for r in document["records"]} == {"triton", "torch.compile"}
     assert document["incomplete"]["cases"] == len(GPU_CASES) and document["incomplete"]["cases_tried"] < 13
     assert all(w["winner"] == "triton" for w in document["winners"])
+
+
+def test_a_second_results_document_of_the_day_keeps_the_first(tmp_path) -> None:
+    header = {"device": "AMD EPYC", "date": "2026-12-07"}
+    first = results_path(tmp_path, header, "_train_step")
+    assert first.name == "2026-12-07_amd-epyc_train_step.json"
+    first.write_text("{}")
+    second = results_path(tmp_path, header, "_train_step")
+    assert second.name == "2026-12-07_amd-epyc_train_step_2.json"
+    second.write_text("{}")
+    assert results_path(tmp_path, header, "_train_step").name == "2026-12-07_amd-epyc_train_step_3.json"
+
+
+def test_train_step_batches_have_ml100k_like_lengths() -> None:
+    seq, lengths, target = batch(4096, 50, "cpu")
+    assert lengths.min() >= 1 and lengths.max() == 50
+    assert abs((lengths == 50).float().mean().item() - 0.604) < 0.03  # ML-100k's training rows: 60.4 % full
+    assert abs(lengths.float().mean().item() - 39.1) < 1.5  # and a mean of 39.1 positions
+    assert torch.equal((seq != 0).sum(1), lengths) and bool((target >= 1).all())

@@ -23,10 +23,11 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
     Parameter names follow RecBole's SASRec (``item_embedding``, ``position_embedding``, ``LayerNorm``,
     ``trm_encoder``); all of them get RecBole's init (:func:`init_recbole_weights`).
 
-    :meth:`forward` reads only each sequence's last position, so the last Transformer layer computes its
-    queries, attention output and feed-forward only there (:meth:`TransformerEncoder.forward_last`); with
-    ``reference=True`` it runs at every position and the last one is gathered (RecBole's computation and
-    order of random draws).
+    :meth:`forward` reads only each sequence's last position, so the Transformer runs only at the positions
+    holding an item (a padded position is a masked key that no real position reads) and the last layer computes
+    its queries, attention output and feed-forward only at the last position
+    (:meth:`TransformerEncoder.forward_last`); with ``reference=True`` it runs at every position and the last
+    one is gathered (RecBole's computation and order of random draws).
     """
 
     def __init__(
@@ -78,4 +79,4 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
             return gather_last(self.encode(input_emb, item_seq), item_seq_len)
         hidden = self.add_positions(input_emb)
         mask = causal_padding_mask(item_seq, hidden.dtype)
-        return self.trm_encoder.forward_last(hidden, mask, item_seq_len.long() - 1)
+        return self.trm_encoder.forward_last(hidden, mask, item_seq_len.long() - 1, real=item_seq != 0)

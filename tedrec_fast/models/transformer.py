@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PositionalInput", "TransformerEncoder", "causal_padding_mask", "gather_last", "init_recbole_weights"]
+__all__ = ["PackedTokens", "PositionalInput", "TransformerEncoder", "causal_padding_mask", "gather_last",
+           "init_recbole_weights"]
 
 #: RecBole's additive value for masked attention scores
 MASK_VALUE = -10000.0
@@ -68,6 +69,36 @@ class PositionalInput:
         return self.dropout(self.LayerNorm(emb + self.position_embedding(positions)))
 
 
+class PackedTokens:
+    """The real positions of a ``(B, L)`` batch as the rows of a packed ``(N, d)`` tensor, in row-major order.
+
+    Args:
+        real: ``(B, L)`` bool, the positions to keep (e.g. ``item_seq != 0``).
+        last: ``(B,)`` positions kept as well, whatever ``real`` says (the ones a model reads).
+    """
+
+    def __init__(self, real: torch.Tensor, last: torch.Tensor) -> None:
+        self.batch, self.length = real.shape
+        keep = real.clone()
+        keep[torch.arange(self.batch, device=real.device), last] = True
+        self.index = keep.reshape(-1).nonzero().squeeze(1)
+        self._row = torch.full((self.batch * self.length,), -1, dtype=torch.long, device=real.device)
+        self._row[self.index] = torch.arange(len(self.index), device=real.device)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, L, d)`` -> the ``(N, d)`` rows at the kept positions."""
+        return x.reshape(self.batch * self.length, x.shape[-1]).index_select(0, self.index)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, d)`` rows -> ``(B, L, d)`` with zeros at the positions not kept."""
+        full = x.new_zeros(self.batch * self.length, x.shape[-1]).index_copy(0, self.index, x)
+        return full.view(self.batch, self.length, x.shape[-1])
+
+    def rows(self, positions: torch.Tensor) -> torch.Tensor:
+        """Packed row of position ``positions[b]`` of each sequence ``b`` (``(B,)``; kept positions only)."""
+        return self._row[torch.arange(self.batch, device=positions.device) * self.length + positions]
+
+
 class MultiHeadAttention(nn.Module):
     """Self-attention block with residual and post-LayerNorm: ``LN(x + Dropout(Dense(Attn(x))))``."""
 
@@ -96,15 +127,29 @@ class MultiHeadAttention(nn.Module):
         context = context.transpose(1, 2).reshape(x.shape)
         return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
 
-    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` at one position per sequence only: ``(B, d)`` rows ``last`` (``(B,)`` indices) of it.
+    def forward_packed(self, x: torch.Tensor, attn_mask: torch.Tensor, tokens: PackedTokens) -> torch.Tensor:
+        """:meth:`forward` at the packed positions ``tokens`` only: ``x`` and the result are ``(N, d)`` rows.
 
-        Keys and values are computed at every position, the query, attention output and residual only at ``last``.
+        The other positions enter the attention as zero queries, keys and values; their keys are masked.
         """
-        rows = torch.arange(x.shape[0], device=x.device)
-        x_last = x[rows, last]
+        q, k, v = (self._heads(tokens.unpack(linear(x))) for linear in (self.query, self.key, self.value))
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask.to(q.dtype), dropout_p=self.attn_dropout if self.training else 0.0
+        )
+        context = tokens.pack(context.transpose(1, 2).reshape(tokens.batch, tokens.length, x.shape[-1]))
+        return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
+
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, tokens: PackedTokens,
+                     last: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_packed` at one position per sequence only: ``(B, d)``, the rows at positions ``last``.
+
+        Keys and values are computed at every packed position, the query, attention output and residual only at
+        ``last`` (``(B,)`` indices).
+        """
+        x_last = x[tokens.rows(last)]
         q = self._heads(self.query(x_last).unsqueeze(1))
-        k, v = self._heads(self.key(x)), self._heads(self.value(x))
+        k, v = (self._heads(tokens.unpack(linear(x))) for linear in (self.key, self.value))
+        rows = torch.arange(tokens.batch, device=x.device)
         mask = attn_mask[rows, :, last].unsqueeze(2)  # (B, 1, 1, L): the mask rows of the queries at ``last``
         context = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask.to(q.dtype), dropout_p=self.attn_dropout if self.training else 0.0
@@ -139,9 +184,14 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         return self.feed_forward(self.multi_head_attention(x, attn_mask))
 
-    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """``forward(x, attn_mask)[arange(B), last]``, computing queries, attention output and FFN only there."""
-        return self.feed_forward(self.multi_head_attention.forward_last(x, attn_mask, last))
+    def forward_packed(self, x: torch.Tensor, attn_mask: torch.Tensor, tokens: PackedTokens) -> torch.Tensor:
+        """:meth:`forward` at the packed positions ``tokens`` only (``(N, d)`` rows in and out)."""
+        return self.feed_forward(self.multi_head_attention.forward_packed(x, attn_mask, tokens))
+
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, tokens: PackedTokens,
+                     last: torch.Tensor) -> torch.Tensor:
+        """The rows ``last`` of :meth:`forward_packed`, computing queries, attention output and FFN only there."""
+        return self.feed_forward(self.multi_head_attention.forward_last(x, attn_mask, tokens, last))
 
 
 class TransformerEncoder(nn.Module):
@@ -168,9 +218,19 @@ class TransformerEncoder(nn.Module):
             x = layer(x, attn_mask)
         return x
 
-    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """``forward(x, attn_mask)[arange(B), last]`` ``(B, d)``: every layer but the last at all positions, the
-        last layer's queries, attention output and feed-forward only at positions ``last`` (``(B,)`` indices)."""
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor, last: torch.Tensor,
+                     real: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward(x, attn_mask)[arange(B), last]`` ``(B, d)``, computing only what that result reads.
+
+        Every layer runs only at the real positions ``real`` (``(B, L)`` bool; default: all) and at ``last``: a
+        padded position is a masked key, so no real position reads it. The last layer computes its queries,
+        attention output and feed-forward only at positions ``last`` (``(B,)`` indices), its keys and values at
+        the real ones.
+        """
+        if real is None:
+            real = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        tokens = PackedTokens(real, last)
+        x = tokens.pack(x)
         for layer in self.layer[:-1]:
-            x = layer(x, attn_mask)
-        return self.layer[-1].forward_last(x, attn_mask, last)
+            x = layer.forward_packed(x, attn_mask, tokens)
+        return self.layer[-1].forward_last(x, attn_mask, tokens, last)

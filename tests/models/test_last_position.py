@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tedrec_fast.models import build_model
-from tedrec_fast.models.transformer import TransformerEncoder, causal_padding_mask, gather_last
+from tedrec_fast.models.transformer import PackedTokens, TransformerEncoder, causal_padding_mask, gather_last
 
 N_ITEMS, N = 31, 9
 
@@ -20,15 +20,18 @@ def sequences(batch: int = 5, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor
     return seq, lengths
 
 
+@pytest.mark.parametrize("skip_padding", [False, True])
 @pytest.mark.parametrize("n_layers, n_heads, d", [(1, 1, 8), (2, 2, 12), (3, 3, 15)])
-def test_encoder_forward_last_equals_gathered_forward(n_layers: int, n_heads: int, d: int) -> None:
+def test_encoder_forward_last_equals_gathered_forward(n_layers: int, n_heads: int, d: int,
+                                                      skip_padding: bool) -> None:
     torch.manual_seed(n_layers)
     encoder = TransformerEncoder(n_layers, n_heads, d, 2 * d + 1).double().eval()
     seq, lengths = sequences()
+    seq[3, 0] = 0  # a padding item before real ones: a masked key, skipped like the trailing padding
     x = torch.randn(len(seq), N, d, dtype=torch.float64, requires_grad=True)
     mask = causal_padding_mask(seq, torch.float64)
     full = gather_last(encoder(x, mask), lengths)
-    fast = encoder.forward_last(x, mask, lengths - 1)
+    fast = encoder.forward_last(x, mask, lengths - 1, real=(seq != 0) if skip_padding else None)
     torch.testing.assert_close(fast, full, atol=1e-12, rtol=1e-12)
     weight = torch.randn_like(full)
     grads_full = torch.autograd.grad((full * weight).sum(), [x, *encoder.parameters()])
@@ -67,14 +70,30 @@ def test_reference_must_be_bool() -> None:
         build_model("sasrec", N_ITEMS, N, reference="yes")
 
 
-def test_fmlprec_training_gradients_equal_without_dropout() -> None:
+def test_packed_tokens_round_trip_and_rows() -> None:
+    seq, lengths = sequences()
+    real = seq != 0
+    real[1, lengths[1] - 1] = False  # a last position is kept even where ``real`` drops it
+    tokens = PackedTokens(real, lengths - 1)
+    x = torch.randn(len(seq), N, 4)
+    packed = tokens.pack(x)
+    kept = real.clone()
+    kept[1, lengths[1] - 1] = True
+    assert packed.shape == (int(kept.sum()), 4)
+    torch.testing.assert_close(tokens.unpack(packed), torch.where(kept[..., None], x, 0.0), atol=0, rtol=0)
+    torch.testing.assert_close(packed[tokens.rows(lengths - 1)], gather_last(x, lengths), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "fmlprec"])
+def test_training_gradients_equal_without_dropout(name: str) -> None:
     grads = []
     seq, lengths = sequences()
     target = torch.randint(1, N_ITEMS, (len(seq),))
     for reference in (True, False):
         torch.manual_seed(0)
-        model = build_model("fmlprec", N_ITEMS, N, hidden_size=8, inner_size=12, hidden_dropout=0.0,
-                            filter_backend="torch", reference=reference).double().train()
+        kwargs = {"filter_backend": "torch"} if name == "fmlprec" else {"attn_dropout": 0.0}
+        model = build_model(name, N_ITEMS, N, hidden_size=8, inner_size=12, hidden_dropout=0.0,
+                            reference=reference, **kwargs).double().train()
         model.calculate_loss(seq, lengths, target).backward()
         grads.append({k: p.grad for k, p in model.named_parameters()})
     for key, expected in grads[0].items():

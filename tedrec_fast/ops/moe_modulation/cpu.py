@@ -76,8 +76,8 @@ def load_library() -> ctypes.CDLL:
     ptr, i64, i32, u32, u64, f64 = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64,
                                     ctypes.c_double)
     for suffix in _SUFFIX.values():
-        getattr(lib, f"moe_forward_{suffix}").argtypes = [i64, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, f64, u32, u64,
-                                                          ptr, i32]
+        getattr(lib, f"moe_forward_{suffix}").argtypes = [i64, i64, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, f64, u32,
+                                                          u64, ptr, i32]
         getattr(lib, f"moe_backward_{suffix}").argtypes = [i64, i64, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, f64,
                                                            u32, u64, ptr, ptr, ptr, ptr, i32]
     lib.moe_dropped_mask.argtypes = [i64, i32, i32, u32, u64, ptr]
@@ -92,10 +92,10 @@ def forward(index: torch.Tensor, xu: torch.Tensor, gates: torch.Tensor, P: torch
             scale: float, thresh: int, seed: int) -> torch.Tensor:
     """``out (R, H)``; ``index (R,)`` int64, ``xu (U, D)``, ``gates (R, E)``, ``P (U, E, H)``, ``WT (E, D, H)``,
     all contiguous CPU tensors of one dtype (float32 or float64)."""
-    (R, E), (_, D, H) = gates.shape, WT.shape
+    (R, E), (U, D), (_, _, H) = gates.shape, xu.shape, WT.shape
     out = torch.empty(R, H, dtype=gates.dtype)
     getattr(load_library(), f"moe_forward_{_SUFFIX[gates.dtype]}")(
-        R, E, D, H, *_ptrs(index, xu, gates, P, WT), scale, thresh, seed, out.data_ptr(), torch.get_num_threads())
+        R, U, E, D, H, *_ptrs(index, xu, gates, P, WT), scale, thresh, seed, out.data_ptr(), torch.get_num_threads())
     return out
 
 

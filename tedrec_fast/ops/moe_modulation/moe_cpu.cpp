@@ -5,7 +5,8 @@
 // P[u,k] = W_k x_u is the dense projection of each distinct item (computed by torch); the correction is a
 // sum of rows of WT_k = W_k^T at the ~p*D dropped coordinates. Dropped(r,k,i) <=> philox(seed, counter) < thresh
 // with Philox4x32-10 (Triton's tl.randint4x): counter = (r*E + k)*ceil(D/4) + i/4, output lane i%4.
-// The masks are regenerated in the backward pass; no (rows, D) mask is ever stored.
+// The masks are regenerated in the backward pass; no (rows, D) mask is ever stored. A distinct item whose text
+// vector is zero (the padding item) has no correction: its rows draw no random numbers.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -108,10 +109,20 @@ inline void correction_tail(const T* __restrict WTk, const T* __restrict x, cons
 // Width of the register blocks of columns: 4 vectors of 64 bytes of float
 constexpr int BLOCK = 64;
 
+// live[u]: whether the text vector of distinct item u has a non-zero coordinate (else every correction is zero)
 template <class T>
-void forward(int64_t R, int E, int D, int H, const int64_t* index, const T* xu, const T* gates, const T* P,
-             const T* WT, T scale, uint32_t thresh, uint64_t seed, T* out, int threads) {
+std::vector<char> live_items(int64_t U, int D, const T* xu) {
+  std::vector<char> live(U, 0);
+  for (int64_t u = 0; u < U; ++u)
+    for (int i = 0; i < D && !live[u]; ++i) live[u] = xu[u * D + i] != T(0);
+  return live;
+}
+
+template <class T>
+void forward(int64_t R, int64_t U, int E, int D, int H, const int64_t* index, const T* xu, const T* gates,
+             const T* P, const T* WT, T scale, uint32_t thresh, uint64_t seed, T* out, int threads) {
   std::memset(out, 0, sizeof(T) * R * H);
+  const std::vector<char> live = live_items(U, D, xu);
   for (int k = 0; k < E; ++k) {
     const T* WTk = WT + static_cast<int64_t>(k) * D * H;
 #pragma omp parallel num_threads(threads)
@@ -125,7 +136,7 @@ void forward(int64_t R, int E, int D, int H, const int64_t* index, const T* xu, 
         const T* __restrict p = P + (u * E + k) * H;
         const T* __restrict x = xu + u * D;
         T* __restrict o = out + r * H;
-        const int count = dropped(r, k, E, D, thresh, seed, idx.data());
+        const int count = live[u] ? dropped(r, k, E, D, thresh, seed, idx.data()) : 0;
         int h0 = 0;
         for (; h0 + BLOCK <= H; h0 += BLOCK) {
           correction<T, BLOCK>(WTk, x, idx.data(), count, H, h0, corr);
@@ -152,6 +163,7 @@ void backward(int64_t R, int64_t U, int E, int D, int H, const int64_t* index, c
   for (auto& buffer : extra) buffer.assign(p_size + w_size, T(0));
   std::memset(grad_P, 0, sizeof(T) * p_size);
   std::memset(grad_WT, 0, sizeof(T) * w_size);
+  const std::vector<char> live = live_items(U, D, xu);
   for (int k = 0; k < E; ++k) {
     const T* WTk = WT + static_cast<int64_t>(k) * D * H;
 #pragma omp parallel num_threads(threads)
@@ -169,7 +181,7 @@ void backward(int64_t R, int64_t U, int E, int D, int H, const int64_t* index, c
         const T* __restrict p = P + (u * E + k) * H;
         const T* __restrict x = xu + u * D;
         T* __restrict dp = dP + (u * E + k) * H;
-        const int count = dropped(r, k, E, D, thresh, seed, idx.data());
+        const int count = live[u] ? dropped(r, k, E, D, thresh, seed, idx.data()) : 0;
         T acc = 0;
         int h0 = 0;
         for (; h0 + BLOCK <= H; h0 += BLOCK) {
@@ -230,10 +242,10 @@ void moe_dropped_mask(int64_t R, int E, int D, uint32_t thresh, uint64_t seed, u
 }
 
 #define MOE_DEFINE(T, SUFFIX)                                                                                    \
-  void moe_forward_##SUFFIX(int64_t R, int E, int D, int H, const int64_t* index, const T* xu, const T* gates,    \
-                            const T* P, const T* WT, double scale, uint32_t thresh, uint64_t seed, T* out,       \
-                            int threads) {                                                                       \
-    forward<T>(R, E, D, H, index, xu, gates, P, WT, static_cast<T>(scale), thresh, seed, out, threads);          \
+  void moe_forward_##SUFFIX(int64_t R, int64_t U, int E, int D, int H, const int64_t* index, const T* xu,        \
+                            const T* gates, const T* P, const T* WT, double scale, uint32_t thresh,              \
+                            uint64_t seed, T* out, int threads) {                                                \
+    forward<T>(R, U, E, D, H, index, xu, gates, P, WT, static_cast<T>(scale), thresh, seed, out, threads);       \
   }                                                                                                              \
   void moe_backward_##SUFFIX(int64_t R, int64_t U, int E, int D, int H, const int64_t* index, const T* xu,       \
                              const T* gates, const T* P, const T* WT, double scale, uint32_t thresh,             \

@@ -27,6 +27,8 @@ def inputs(B, n, D, H, E, V, positional, dtype=torch.float64, seed=0):
     items = torch.randint(0, V, (B, n), generator=g)
     items[0, 0] = items[-1, -1]  # a repeated item
     table = torch.randn(V, D, generator=g, dtype=dtype)
+    if V > 2:
+        table[0] = 0  # TedRec's padding row: no correction, no random numbers drawn for its positions
     params = [torch.randn(D, E, generator=g, dtype=dtype), torch.randn(D, E, generator=g, dtype=dtype),
               torch.randn(E, H, D, generator=g, dtype=dtype) / math.sqrt(D),
               torch.randn(E, n if positional else 1, D, generator=g, dtype=dtype)]

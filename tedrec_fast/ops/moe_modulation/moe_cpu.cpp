@@ -41,7 +41,7 @@ inline void philox(const uint32_t* lo, const uint32_t* hi, uint32_t k0, uint32_t
   }
 }
 
-// The dropped coordinates of (row r, expert k), ascending, into idx; returns how many.
+// The dropped coordinates of (row r, expert k), ascending, into idx (room for D + 3); returns how many.
 inline int dropped(int64_t r, int k, int E, int D, uint32_t thresh, uint64_t seed, int* idx) {
   if (thresh == 0) return 0;
   const int64_t quads = (D + 3) / 4;
@@ -57,9 +57,10 @@ inline int dropped(int64_t r, int k, int E, int D, uint32_t thresh, uint64_t see
     }
     philox(lo, hi, k0, k1, out);
     for (int l = 0; l < LANES && q0 + l < quads; ++l) {
-      for (int lane = 0; lane < 4; ++lane) {
+      for (int lane = 0; lane < 4; ++lane) {  // no branch: write, then advance only past a dropped coordinate
         const int i = static_cast<int>(4 * (q0 + l) + lane);
-        if (i < D && out[lane][l] < thresh) idx[count++] = i;
+        idx[count] = i;
+        count += (i < D) & (out[lane][l] < thresh);
       }
     }
   }
@@ -127,7 +128,7 @@ void forward(int64_t R, int64_t U, int E, int D, int H, const int64_t* index, co
     const T* WTk = WT + static_cast<int64_t>(k) * D * H;
 #pragma omp parallel num_threads(threads)
     {
-      std::vector<int> idx(D);
+      std::vector<int> idx(D + 3);
       T corr[BLOCK];
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < R; ++r) {
@@ -171,7 +172,7 @@ void backward(int64_t R, int64_t U, int E, int D, int H, const int64_t* index, c
       const int tid = omp_get_thread_num();
       T* dP = tid == 0 ? grad_P : extra[tid - 1].data();
       T* dWk = (tid == 0 ? grad_WT : extra[tid - 1].data() + p_size) + static_cast<int64_t>(k) * D * H;
-      std::vector<int> idx(D);
+      std::vector<int> idx(D + 3);
       T corr[BLOCK];
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < R; ++r) {
@@ -231,7 +232,7 @@ extern "C" {
 
 // Dropped coordinates of rows [0, R) as a (R, E, D) uint8 mask (1 = dropped): for tests only.
 void moe_dropped_mask(int64_t R, int E, int D, uint32_t thresh, uint64_t seed, uint8_t* mask) {
-  std::vector<int> idx(D);
+  std::vector<int> idx(D + 3);
   for (int64_t r = 0; r < R; ++r)
     for (int k = 0; k < E; ++k) {
       uint8_t* m = mask + (r * E + k) * D;

@@ -223,7 +223,8 @@ class TransformerEncoder(nn.Module):
         """``forward(x, attn_mask)[arange(B), last]`` ``(B, d)``, computing only what that result reads.
 
         Every layer runs only at the real positions ``real`` (``(B, L)`` bool; default: all) and at ``last``: a
-        padded position is a masked key, so no real position reads it. The last layer computes its queries,
+        padded position is a masked key, so no real position reads it (exact wherever the positions ``last`` hold
+        items, as in every batch of the data). The last layer computes its queries,
         attention output and feed-forward only at positions ``last`` (``(B,)`` indices), its keys and values at
         the real ones.
         """

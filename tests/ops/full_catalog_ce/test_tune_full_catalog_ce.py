@@ -185,10 +185,12 @@ def test_sweep_writes_records_and_best(tmp_path, monkeypatch: pytest.MonkeyPatch
         assert set(r["err"]) == ({"loss"} if r["direction"] == "fwd" else {"loss", "d_query", "d_item"})
     assert {(b["dtype"], b["direction"]) for b in document["best"]} == {
         (dtype, direction) for dtype in ("bfloat16", "float32") for direction in ("fwd", "fwd+bwd")}
-    # a spent budget starts nothing, and still writes the document
-    tune.run(tmp_path, 0.0, sizes=(50,), dtype_names=("float32",), device="cpu", timer=_timer, B=5, d=7)
-    document = json.loads(path.read_text())
+    # a spent budget starts nothing, and still writes its document (beside the first one, which it keeps)
+    second = tune.run(tmp_path, 0.0, sizes=(50,), dtype_names=("float32",), device="cpu", timer=_timer, B=5, d=7)
+    assert second.name == "2026-01-01_nvidia-h100-80gb-hbm3_tune_catalog_2.json"
+    document = json.loads(second.read_text())
     assert document["records"] == [] and document["progress"][0]["measured"] == 0
+    assert json.loads(path.read_text())["records"] == printed
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU path of the harness")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -63,12 +64,17 @@ def format_metrics_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
+@functools.cache
 def source_commit() -> str:
-    """The short commit hash of the checkout this package runs from, or ``"unknown"`` outside a git checkout."""
+    """The short commit hash of the checkout this package runs from, ``-dirty`` appended when tracked files differ
+    from it, or ``"unknown"`` outside a git checkout. Read once per process: a long run that calls it at its start
+    names the code it loaded, even if the checkout moves on while it trains."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
+        return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "-uno") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

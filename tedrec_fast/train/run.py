@@ -161,6 +161,7 @@ def train_run(cfg: RunConfig, explicit: Collection[str] = ()) -> TrainResult:
     if cfg.train.catalog_parallel and cfg.backends.full_catalog_ce != "auto":
         raise ValueError(f"train_run: backends.full_catalog_ce={cfg.backends.full_catalog_ce!r} does not apply to "
                          "catalog_parallel, which computes the loss with its own sharded op (leave it auto)")
+    source_commit()  # read now: the record names the code this process loaded, not the checkout at its end
     dist, device, say = start_run(cfg, explicit)
     if cfg.train.catalog_parallel and not dist.enabled:
         raise ValueError(f"train_run: {CATALOG_NEEDS_PROCESSES}")

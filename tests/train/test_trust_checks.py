@@ -19,7 +19,15 @@ from tedrec_fast.config import RunConfig, TrainConfig
 from tedrec_fast.models import build_model
 from tedrec_fast.safe_files import atomic_save, atomic_write_bytes, remove_stale_temporaries
 from tedrec_fast.text import cache as text_cache
-from tedrec_fast.train import Trainer, full_sort_evaluate, load_checkpoint, save_atomic, seed_everything, target_ranks
+from tedrec_fast.train import (
+    Trainer,
+    full_sort_evaluate,
+    load_checkpoint,
+    report,
+    save_atomic,
+    seed_everything,
+    target_ranks,
+)
 from tedrec_fast.train.evaluate import streaming_target_ranks
 from tedrec_fast.train.lock import LOCK_NAME, RunLock
 from tedrec_fast.train.report import JsonlLog
@@ -341,3 +349,19 @@ def test_epoch_lines_say_what_their_times_include_and_evaluation_shows_progress(
     assert "(train " in out and " s, valid " in out
     full_sort_evaluate(_tiny(data), data.valid, batch_size=4, progress="valid users")
     assert "valid users" in capsys.readouterr().err
+
+
+def test_source_commit_names_a_dirty_checkout_and_is_read_once(monkeypatch) -> None:
+    answers = {"rev-parse": "abc1234\n", "status": " M tedrec_fast/config.py\n"}
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command[1])
+        return subprocess.CompletedProcess(command, 0, stdout=answers[command[1]], stderr="")
+
+    monkeypatch.setattr(report.subprocess, "run", fake_run)
+    assert report.source_commit.__wrapped__() == "abc1234-dirty"
+    answers["status"] = ""
+    assert report.source_commit.__wrapped__() == "abc1234"
+    assert calls == ["rev-parse", "status", "rev-parse", "status"]
+    assert report.source_commit() == report.source_commit()  # cached: one answer per process

@@ -224,9 +224,8 @@ class TransformerEncoder(nn.Module):
 
         Every layer runs only at the real positions ``real`` (``(B, L)`` bool; default: all) and at ``last``: a
         padded position is a masked key, so no real position reads it (exact wherever the positions ``last`` hold
-        items, as in every batch of the data). The last layer computes its queries,
-        attention output and feed-forward only at positions ``last`` (``(B,)`` indices), its keys and values at
-        the real ones.
+        items, as in every batch of the data). The last layer computes its queries, attention output and
+        feed-forward only at positions ``last`` (``(B,)`` indices), its keys and values at the real ones.
         """
         if real is None:
             real = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)

@@ -270,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("tedrec-fast: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # only a run that may have joined a process group imported it
+            from tedrec_fast.train.distributed import leave_process_group
+
+            leave_process_group()
 
 
 if __name__ == "__main__":

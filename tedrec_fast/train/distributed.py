@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from tedrec_fast.parallel.sharding import shard_bounds
 
-__all__ = ["DistContext", "init_distributed", "shard_bounds"]
+__all__ = ["DistContext", "init_distributed", "leave_process_group", "shard_bounds"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,13 @@ def init_distributed(device: str = "auto") -> tuple[DistContext, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
     return DistContext(dist.get_rank(), dist.get_world_size()), chosen
+
+
+def leave_process_group() -> None:
+    """Destroy the process group this process joined, if any, before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable and the process
+    aborts ("terminate called without an active exception", SIGABRT) now and then, after the work is done.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

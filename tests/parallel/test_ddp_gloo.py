@@ -7,7 +7,7 @@ import torch.multiprocessing as mp
 
 from tedrec_fast.config import TrainConfig
 from tedrec_fast.train import DistContext, Trainer, full_sort_evaluate, seed_everything
-from tedrec_fast.train.distributed import shard_bounds
+from tedrec_fast.train.distributed import leave_process_group, shard_bounds
 from tests.train.support import TinyRec, make_dataset
 
 # batch 15 over 2 processes: shards of 8 and 7 (uneven, exercising the loss scaling); 3 steps
@@ -53,3 +53,18 @@ def test_shard_bounds_cover_disjointly():
         assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
     with pytest.raises(ValueError, match="rank"):
         shard_bounds(4, 2, 2)
+
+
+def test_the_cli_leaves_its_process_group_before_exiting(tmp_path, monkeypatch) -> None:
+    """gloo's threads left to interpreter shutdown abort the process now and then: every command destroys the
+    group it joined, also when it fails."""
+    from tedrec_fast import cli
+
+    def joins_then_fails(args) -> int:
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
+        raise ValueError("bad input")
+
+    monkeypatch.setattr(cli, "_run", joins_then_fails)
+    assert cli.main(["train"]) == 2
+    assert not dist.is_initialized()
+    leave_process_group()  # without a group: nothing to do

@@ -99,7 +99,7 @@ setup(
     packages=find_packages(include=["tedrec_fast", "tedrec_fast.*"]) + ["tedrec_fast.kernels", "tedrec_fast.csrc"],
     package_dir={"tedrec_fast.kernels": "kernels", "tedrec_fast.csrc": "csrc"},
     package_data={
-        "tedrec_fast": ["configs/*.yaml", "ops/moe_modulation/*.cpp"],
+        "tedrec_fast": ["configs/*.yaml", "ops/*.h", "ops/moe_modulation/*.cpp", "ops/dropout/*.cpp"],
         "tedrec_fast.csrc": ["*.cu", "*.cuh", "*.md", "emulate/*.h", "emulate/*.cpp"],
     },
     install_requires=[

@@ -3,7 +3,7 @@
 Semantics (:mod:`tedrec_fast.ops.moe_modulation.core`): ``out[r] = sum_k g[r, k] * scale * (P[u_r, k] -
 ((1 - m_{r,k}) * xu[u_r]) @ WT[k])``. Coordinate ``i`` of expert ``k`` at row ``r`` is dropped iff lane ``i % 4``
 of ``tl.randint4x(seed, (r * E + k) * ceil(D / 4) + i // 4)`` is below ``thresh`` — the same masks as the C++
-core and the torch twin (:mod:`tedrec_fast.ops.moe_modulation.rng`). No mask is stored: every kernel that needs
+core and the torch twin (:mod:`tedrec_fast.ops.philox`). No mask is stored: every kernel that needs
 one regenerates its tile.
 
 * forward: one program per (row block, column block); the correction is a ``tl.dot`` of the dropped

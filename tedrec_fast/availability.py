@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tedrec_fast.cuda.loaders import loaders_report
+from tedrec_fast.ops.dropout.op import BACKENDS as DROPOUT_BACKENDS
 from tedrec_fast.ops.full_catalog_ce.op import BACKENDS as FULL_CATALOG_CE_BACKENDS
 from tedrec_fast.ops.moe_modulation.op import BACKENDS as MOE_MODULATION_BACKENDS
 from tedrec_fast.ops.spectral_filter.op import BACKENDS as SPECTRAL_FILTER_BACKENDS
@@ -15,6 +16,7 @@ _OPS = {
     "spectral_filter": SPECTRAL_FILTER_BACKENDS,
     "full_catalog_cross_entropy": FULL_CATALOG_CE_BACKENDS,
     "moe_modulation": MOE_MODULATION_BACKENDS,
+    "dropout": DROPOUT_BACKENDS,
 }
 
 

@@ -26,8 +26,9 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
     :meth:`forward` reads only each sequence's last position, so the Transformer runs only at the positions
     holding an item (a padded position is a masked key that no real position reads) and the last layer computes
     its queries, attention output and feed-forward only at the last position
-    (:meth:`TransformerEncoder.forward_last`); with ``reference=True`` it runs at every position and the last
-    one is gathered (RecBole's computation and order of random draws).
+    (:meth:`TransformerEncoder.forward_last`); its hidden-state dropout masks come from the dropout op
+    (:class:`tedrec_fast.nn.Dropout`). With ``reference=True`` it runs at every position with torch's dropout and
+    the last one is gathered (RecBole's computation and order of random draws).
     """
 
     def __init__(
@@ -53,9 +54,9 @@ class SASRecBackbone(PositionalInput, SequentialRecommender):
         self.max_seq_length = max_seq_length
         self.hidden_size = hidden_size
         self.item_embedding = ItemEmbedding(n_items, hidden_size, padding_idx=0)
-        self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps)
+        self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps, reference)
         self.trm_encoder = TransformerEncoder(
-            n_layers, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, layer_norm_eps
+            n_layers, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, layer_norm_eps, reference
         )
         self.apply(init_recbole_weights)
 

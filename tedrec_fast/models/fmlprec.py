@@ -17,7 +17,7 @@ from tedrec_fast.models.base import SequentialRecommender
 from tedrec_fast.models.heads import DotProductHead
 from tedrec_fast.models.items import ItemEmbedding
 from tedrec_fast.models.transformer import FeedForward, PositionalInput, gather_last, init_recbole_weights
-from tedrec_fast.nn import SpectralFilter
+from tedrec_fast.nn import Dropout, SpectralFilter
 from tedrec_fast.nn.backend_choice import check_backend_name
 
 __all__ = ["FMLPRec", "FilterBlock"]
@@ -27,12 +27,12 @@ class FilterBlock(nn.Module):
     """``LayerNorm(x + dropout(filter(x)))`` followed by the feed-forward block."""
 
     def __init__(self, max_seq_length: int, hidden_size: int, inner_size: int, hidden_dropout: float, eps: float,
-                 filter_backend: str) -> None:
+                 filter_backend: str, reference: bool = False) -> None:
         super().__init__()
         self.filter = SpectralFilter(max_seq_length, hidden_size, backend=filter_backend)
-        self.dropout = nn.Dropout(hidden_dropout)
+        self.dropout = Dropout(hidden_dropout, reference)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, eps)
+        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, eps, reference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.feed_forward(self.LayerNorm(x + self.dropout(self.filter(x))))
@@ -54,7 +54,7 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
         hidden_size, n_layers, inner_size, hidden_dropout: the paper's defaults (64, 2, 256, 0.5).
         filter_backend: ``"auto"``, ``"triton"`` or ``"torch"`` for the spectral filters.
         reference: run the last block's LayerNorm and feed-forward at every position (then gather the last one)
-            instead of only at each sequence's last position.
+            with torch's dropout masks, instead of only at each sequence's last position with the dropout op's.
         loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
             (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """
@@ -75,9 +75,10 @@ class FMLPRec(DotProductHead, PositionalInput, SequentialRecommender):
         self.n_items = n_items
         self.max_seq_length = max_seq_length
         self.item_embedding = ItemEmbedding(n_items, hidden_size, padding_idx=0)
-        self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps)
+        self.init_positional_input(max_seq_length, hidden_size, hidden_dropout, layer_norm_eps, reference)
         self.blocks = nn.ModuleList(
-            FilterBlock(max_seq_length, hidden_size, inner_size, hidden_dropout, layer_norm_eps, filter_backend)
+            FilterBlock(max_seq_length, hidden_size, inner_size, hidden_dropout, layer_norm_eps, filter_backend,
+                        reference)
             for _ in range(n_layers)
         )
         self.apply(init_recbole_weights)  # Linear/Embedding N(0, 0.02), LayerNorm (1, 0); filters keep theirs

@@ -21,8 +21,8 @@ class SASRec(DotProductHead, SASRecBackbone):
         max_seq_length: the longest input sequence.
         hidden_size, n_layers, n_heads, inner_size: Transformer sizes (RecBole defaults).
         hidden_dropout, attn_dropout: dropout on hidden states and on attention probabilities.
-        reference: run the last Transformer layer at every position (RecBole's computation) instead of only
-            at each sequence's last position.
+        reference: run the last Transformer layer at every position with torch's dropout masks (RecBole's
+            computation and random draws) instead of only at each sequence's last position with the dropout op's.
         loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
             (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).
     """

@@ -46,7 +46,8 @@ class TedRec(SASRecBackbone):
         reference: the public implementation's computation step for step: the MoE modulation in its eager
             formulas with ``nn.Dropout`` masks drawn in its order, the last Transformer layer at every position.
             Default (False): the fast path: the op :func:`~tedrec_fast.ops.moe_modulation.moe_modulation` (its
-            own counter-based masks) and the last layer only at each sequence's last position.
+            own counter-based masks), hidden-state dropout from the dropout op (:class:`tedrec_fast.nn.Dropout`) and
+            the last layer only at each sequence's last position.
         moe_backend: backend of the MoE-modulation op (``"auto"``, ``"triton"``, ``"cpp"``, ``"torch"``).
         loss_backend: backend of the training loss :func:`~tedrec_fast.ops.full_catalog_ce.full_catalog_cross_entropy`
             (``"auto"``, ``"triton"``, ``"torch-chunked"``, ``"torch"``).

@@ -3,6 +3,7 @@
 Post-LN layers: ``x = LN(x + Dropout(Attn(x)))``, ``x = LN(x + Dropout(FFN(x)))`` with a GELU (erf) FFN.
 Submodule names follow RecBole's ``TransformerEncoder`` (``layer.{i}.multi_head_attention.{query,key,value,
 dense,LayerNorm}``, ``layer.{i}.feed_forward.{dense_1,dense_2,LayerNorm}``) so public checkpoints load as is.
+Hidden-state dropout is :class:`tedrec_fast.nn.Dropout`: the dropout op's masks, or torch's with ``reference=True``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tedrec_fast.nn.dropout import Dropout
 
 __all__ = ["PackedTokens", "PositionalInput", "TransformerEncoder", "causal_padding_mask", "gather_last",
            "init_recbole_weights"]
@@ -58,10 +61,10 @@ class PositionalInput:
     """
 
     def init_positional_input(self, max_seq_length: int, hidden_size: int, hidden_dropout: float,
-                              eps: float) -> None:
+                              eps: float, reference: bool = False) -> None:
         self.position_embedding = nn.Embedding(max_seq_length, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = nn.Dropout(hidden_dropout)
+        self.dropout = Dropout(hidden_dropout, reference)
 
     def add_positions(self, emb: torch.Tensor) -> torch.Tensor:
         """``(B, L, d)`` per-position inputs with positions added, normalised and dropped out."""
@@ -102,7 +105,8 @@ class PackedTokens:
 class MultiHeadAttention(nn.Module):
     """Self-attention block with residual and post-LayerNorm: ``LN(x + Dropout(Dense(Attn(x))))``."""
 
-    def __init__(self, n_heads: int, hidden_size: int, hidden_dropout: float, attn_dropout: float, eps: float) -> None:
+    def __init__(self, n_heads: int, hidden_size: int, hidden_dropout: float, attn_dropout: float, eps: float,
+                 reference: bool = False) -> None:
         super().__init__()
         if hidden_size % n_heads:
             raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of n_heads ({n_heads})")
@@ -113,7 +117,7 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size)
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-        self.out_dropout = nn.Dropout(hidden_dropout)
+        self.out_dropout = Dropout(hidden_dropout, reference)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, hidden = x.shape
@@ -160,12 +164,13 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Module):
     """Position-wise FFN with residual and post-LayerNorm: ``LN(x + Dropout(W2 GELU(W1 x)))``."""
 
-    def __init__(self, hidden_size: int, inner_size: int, hidden_dropout: float, eps: float) -> None:
+    def __init__(self, hidden_size: int, inner_size: int, hidden_dropout: float, eps: float,
+                 reference: bool = False) -> None:
         super().__init__()
         self.dense_1 = nn.Linear(hidden_size, inner_size)
         self.dense_2 = nn.Linear(inner_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = nn.Dropout(hidden_dropout)
+        self.dropout = Dropout(hidden_dropout, reference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense_2(F.gelu(self.dense_1(x)))) + x)
@@ -175,11 +180,13 @@ class TransformerLayer(nn.Module):
     """One post-LN Transformer layer: attention block then feed-forward block."""
 
     def __init__(
-        self, n_heads: int, hidden_size: int, inner_size: int, hidden_dropout: float, attn_dropout: float, eps: float
+        self, n_heads: int, hidden_size: int, inner_size: int, hidden_dropout: float, attn_dropout: float, eps: float,
+        reference: bool = False,
     ) -> None:
         super().__init__()
-        self.multi_head_attention = MultiHeadAttention(n_heads, hidden_size, hidden_dropout, attn_dropout, eps)
-        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, eps)
+        self.multi_head_attention = MultiHeadAttention(n_heads, hidden_size, hidden_dropout, attn_dropout, eps,
+                                                       reference)
+        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, eps, reference)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         return self.feed_forward(self.multi_head_attention(x, attn_mask))
@@ -206,10 +213,11 @@ class TransformerEncoder(nn.Module):
         hidden_dropout: float = 0.5,
         attn_dropout: float = 0.5,
         eps: float = 1e-12,
+        reference: bool = False,
     ) -> None:
         super().__init__()
         self.layer = nn.ModuleList(
-            TransformerLayer(n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, eps)
+            TransformerLayer(n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, eps, reference)
             for _ in range(n_layers)
         )
 

@@ -22,6 +22,7 @@ __all__ = [
     "KernelBackend",
     "TritonBackend",
     "CudaBackend",
+    "CppBackend",
     "Problem",
     "choose_backend",
     "triton_unavailable_reason",
@@ -160,6 +161,28 @@ class TritonBackend(KernelBackend):
     def detail(self) -> str | None:
         """What the launch configurations cover on this GPU's target (or per target without a GPU)."""
         return self.coverage_detail()
+
+
+class CppBackend(Backend):
+    """A C++ CPU core built at first use (:mod:`tedrec_fast.ops.cpu_build`): CPU tensors of ``dtypes``;
+    ``unavailable`` says why the core cannot be built here (no compiler, a failed build), or ``None``."""
+
+    name = "cpp"
+
+    def __init__(self, dtypes: tuple[torch.dtype, ...], unavailable: Callable[[], str | None]) -> None:
+        self.dtypes = dtypes
+        self._unavailable = unavailable
+
+    def unavailable(self) -> str | None:
+        return self._unavailable()
+
+    def why_not(self, problem: Problem) -> str | None:
+        if problem.device.type != "cpu":
+            return f"device {problem.device.type} is not supported (CPU only)"
+        if problem.dtype not in self.dtypes:
+            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
+            return f"dtype {problem.dtype} is not supported ({names})"
+        return self.unavailable()
 
 
 class CudaBackend(KernelBackend):

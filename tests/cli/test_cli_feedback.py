@@ -68,7 +68,8 @@ def test_backends_prints_the_table_of_the_api(capsys):
     assert out == str(report) + "\n" and repr(report) == str(report)
     assert out.startswith("spectral_fusion\n  triton ") and "loaders of the CUDA C++ kernels" in out
     # still the mapping it was: op -> rows
-    assert set(report) == {"spectral_fusion", "spectral_filter", "full_catalog_cross_entropy", "moe_modulation"}
+    assert set(report) == {"spectral_fusion", "spectral_filter", "full_catalog_cross_entropy", "moe_modulation",
+                           "dropout"}
     assert all({"name", "available", "reason", "detail"} <= set(row) for rows in report.values() for row in rows)
     assert json.loads(json.dumps(report)) == dict(report)
 

@@ -2,8 +2,8 @@
 
 ``core(gates, P, WT) = sum_k gates[:, k] * scale * (P[index, k] - ((1 - m_k) * xu[index]) @ WT[k])`` with
 ``scale = 1 / (1 - p)``, ``P (U, E, H)`` the dense projections of the distinct items ``xu (U, D)``, ``WT (E, D, H)``
-the experts' transposed weights and ``1 - m_k`` the dropped coordinates of :mod:`.rng` (drawn from ``seed``;
-regenerated in the backward pass, never stored). Implementations: ``"cpp"`` (:mod:`.cpu`), ``"triton"``
+the experts' transposed weights and ``1 - m_k`` the dropped coordinates of :mod:`tedrec_fast.ops.philox` (drawn
+from ``seed``; regenerated in the backward pass, never stored). Implementations: ``"cpp"`` (:mod:`.cpu`), ``"triton"``
 (:mod:`tedrec_fast.kernels.moe_modulation`) and ``"torch"`` (below, in chunks of positions).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from tedrec_fast.ops.moe_modulation import cpu
-from tedrec_fast.ops.moe_modulation.rng import dropped_mask, threshold
+from tedrec_fast.ops.philox import dropped_mask, threshold
 
 __all__ = ["MoECore", "CHUNK_ROWS"]
 

@@ -4,7 +4,7 @@
 //
 // P[u,k] = W_k x_u is the dense projection of each distinct item (computed by torch); the correction is a
 // sum of rows of WT_k = W_k^T at the ~p*D dropped coordinates. Dropped(r,k,i) <=> philox(seed, counter) < thresh
-// with Philox4x32-10 (Triton's tl.randint4x): counter = (r*E + k)*ceil(D/4) + i/4, output lane i%4.
+// with Philox4x32-10 (../philox.h): counter = (r*E + k)*ceil(D/4) + i/4, output lane i%4.
 // The masks are regenerated in the backward pass; no (rows, D) mask is ever stored. A distinct item whose text
 // vector is zero (the padding item) has no correction: its rows draw no random numbers.
 #include <cstdint>
@@ -12,34 +12,12 @@
 #include <vector>
 #include <omp.h>
 
+#include "../philox.h"
+
 namespace {
 
-constexpr int LANES = 16;
-
-// Philox4x32-10 of counters (lo[l], hi[l], 0, 0) with key (k0, k1) (Triton's philox_impl), LANES at a time.
-inline void philox(const uint32_t* lo, const uint32_t* hi, uint32_t k0, uint32_t k1, uint32_t out[4][LANES]) {
-  uint32_t* c0 = out[0];
-  uint32_t* c1 = out[1];
-  uint32_t* c2 = out[2];
-  uint32_t* c3 = out[3];
-#pragma omp simd
-  for (int l = 0; l < LANES; ++l) { c0[l] = lo[l]; c1[l] = hi[l]; c2[l] = 0; c3[l] = 0; }
-  for (int round = 0; round < 10; ++round) {
-#pragma omp simd
-    for (int l = 0; l < LANES; ++l) {
-      const uint64_t a = static_cast<uint64_t>(0xD2511F53u) * c0[l];
-      const uint64_t b = static_cast<uint64_t>(0xCD9E8D57u) * c2[l];
-      const uint32_t n0 = static_cast<uint32_t>(b >> 32) ^ c1[l] ^ k0;
-      const uint32_t n2 = static_cast<uint32_t>(a >> 32) ^ c3[l] ^ k1;
-      c1[l] = static_cast<uint32_t>(b);
-      c3[l] = static_cast<uint32_t>(a);
-      c0[l] = n0;
-      c2[l] = n2;
-    }
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-}
+using tedrec_fast::LANES;
+using tedrec_fast::philox;
 
 // The dropped coordinates of (row r, expert k), ascending, into idx (room for D + 3); returns how many.
 inline int dropped(int64_t r, int k, int E, int D, uint32_t thresh, uint64_t seed, int* idx) {
@@ -50,11 +28,7 @@ inline int dropped(int64_t r, int k, int E, int D, uint32_t thresh, uint64_t see
   uint32_t lo[LANES], hi[LANES], out[4][LANES];
   int count = 0;
   for (int64_t q0 = 0; q0 < quads; q0 += LANES) {
-    for (int l = 0; l < LANES; ++l) {
-      const uint64_t c = base + q0 + l;
-      lo[l] = static_cast<uint32_t>(c);
-      hi[l] = static_cast<uint32_t>(c >> 32);
-    }
+    tedrec_fast::counters(base + q0, lo, hi);
     philox(lo, hi, k0, k1, out);
     for (int l = 0; l < LANES && q0 + l < quads; ++l) {
       for (int lane = 0; lane < 4; ++lane) {  // no branch: write, then advance only past a dropped coordinate

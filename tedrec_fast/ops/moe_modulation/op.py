@@ -7,7 +7,7 @@ any ``(B, n, D)`` tensor per expert:
 * the gate logits and each expert's dense projection ``W_k x_u`` once per distinct item ``u`` of the batch;
 * ``W_k (m * x) = W_k x - W_k ((1 - m) * x)``: per position and expert only the ``~p * D`` dropped
   coordinates are visited (``core``, :mod:`.core`), their masks made from a counter-based generator
-  (:mod:`.rng`) where they are used and remade in the backward pass;
+  (:mod:`tedrec_fast.ops.philox`) where they are used and remade in the backward pass;
 * ``W_k s_{k,j}`` once per position ``j`` (not per sequence).
 
 Backends: ``"cpp"`` (the C++ core, CPU, float32/float64; built at first use), ``"triton"`` (CUDA, or CPU
@@ -21,36 +21,21 @@ import torch
 import torch.nn.functional as F
 
 from tedrec_fast.ops.checks import check_float_tensors
-from tedrec_fast.ops.dispatch import Backend, Problem, TorchBackend, TritonBackend, choose_backend
+from tedrec_fast.ops.dispatch import Backend, CppBackend, Problem, TorchBackend, TritonBackend, choose_backend
 from tedrec_fast.ops.moe_modulation import cpu
 from tedrec_fast.ops.moe_modulation.core import MoECore
 from tedrec_fast.ops.moe_modulation.reference import NOISE_EPSILON
-from tedrec_fast.ops.moe_modulation.rng import draw_seed
+from tedrec_fast.ops.philox import draw_seed
 
-__all__ = ["moe_modulation", "BACKENDS", "CppBackend"]
+__all__ = ["moe_modulation", "BACKENDS"]
 
 _OP = "moe_modulation"
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
-class CppBackend(Backend):
-    """The C++ core (:mod:`tedrec_fast.ops.moe_modulation.cpu`): CPU tensors, float32 and float64."""
-
-    name = "cpp"
-
-    def unavailable(self) -> str | None:
-        return cpu.cpu_unavailable()
-
-    def why_not(self, problem: Problem) -> str | None:
-        if problem.device.type != "cpu":
-            return f"device {problem.device.type} is not supported (CPU only)"
-        if problem.dtype not in KERNEL_DTYPES:
-            return f"dtype {problem.dtype} is not supported (float32, float64)"
-        return self.unavailable()
-
-
 #: priority order for ``backend="auto"``
-BACKENDS: tuple[Backend, ...] = (TritonBackend(KERNEL_DTYPES, {}), CppBackend(), TorchBackend())
+BACKENDS: tuple[Backend, ...] = (TritonBackend(KERNEL_DTYPES, {}), CppBackend(KERNEL_DTYPES, cpu.cpu_unavailable),
+                                  TorchBackend())
 
 
 def _check(items, table, w_gate, w_noise, weight, bias, p, training, noise, seed) -> None:

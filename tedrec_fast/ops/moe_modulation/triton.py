@@ -13,7 +13,7 @@ from tedrec_fast.kernels.moe_modulation import (
     _moe_fwd_kernel,
     launch_config,
 )
-from tedrec_fast.ops.moe_modulation.rng import threshold
+from tedrec_fast.ops.philox import threshold
 
 __all__ = ["moe_core_forward", "moe_core_backward"]
 

@@ -16,7 +16,7 @@ from tedrec_fast.ops.moe_modulation import cpu as cpu_core
 from tedrec_fast.ops.moe_modulation import moe_modulation, moe_modulation_reference
 from tedrec_fast.ops.moe_modulation import op as op_module
 from tedrec_fast.ops.moe_modulation.cpu import cpu_unavailable, dropped_mask_cpp
-from tedrec_fast.ops.moe_modulation.rng import dropped_mask, threshold
+from tedrec_fast.ops.philox import dropped_mask, threshold
 
 BACKENDS = ["torch", "cpp", "triton"]
 #: (B, n, D, H, E, n_items, positional): odd sizes, one of everything, TedRec-like

@@ -1,9 +1,12 @@
-"""The counter-based dropout masks of the fast paths: Philox4x32-10 (Triton's ``tl.randint4x``) in torch ops.
+"""The counter-based masks of the fast dropout paths: Philox4x32-10 (Triton's ``tl.randint4x``) in torch ops.
 
-Coordinate ``i`` of expert ``k`` at flat position ``r = b * n + j`` is dropped iff output lane ``i % 4`` of
-Philox4x32-10 with key ``(seed mod 2^32, seed >> 32)`` and counter ``((r * E + k) * ceil(D / 4) + i // 4, 0, 0)``
-(64-bit counter split low/high) is below ``threshold(p) = floor(p * 2^32)``. The C++ and Triton kernels make
-the same masks; this module is their torch twin (the torch backend, and the tests' oracle).
+Both users index a ``(rows, groups, dim)`` tensor the same way: coordinate ``i`` of group ``k`` at row ``r`` is
+dropped iff output lane ``i % 4`` of Philox4x32-10 with key ``(seed mod 2^32, seed >> 32)`` and counter
+``((r * groups + k) * ceil(dim / 4) + i // 4, 0, 0)`` (64-bit counter split low/high) is below
+``threshold(p) = floor(p * 2^32)``. The MoE modulation's rows are positions and its groups experts; the dropout
+op is one row and one group of ``numel`` coordinates, so element ``i`` uses counter ``i // 4``, lane ``i % 4``.
+The C++ cores (``philox.h``) and the Triton kernels make the same masks; this module is their torch twin (the
+MoE op's torch backend, and the tests' oracle).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def philox4x32(counter: torch.Tensor, seed: int) -> tuple[torch.Tensor, ...]:
 
 
 def dropped_mask(rows: torch.Tensor, expert: int, n_experts: int, dim: int, p: float, seed: int) -> torch.Tensor:
-    """Boolean ``(len(rows), dim)``: which coordinates of ``expert`` are dropped at flat positions ``rows``."""
+    """Boolean ``(len(rows), dim)``: which coordinates of group ``expert`` (of ``n_experts``) are dropped at
+    ``rows``."""
     quads = (dim + 3) // 4
     counter = ((rows.long() * n_experts + expert) * quads)[:, None] + torch.arange(quads, device=rows.device)
     lanes = torch.stack(philox4x32(counter, seed), dim=-1).reshape(len(rows), 4 * quads)[:, :dim]

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from tedrec_fast.models import build_model
-from tedrec_fast.models.transformer import PackedTokens, TransformerEncoder, causal_padding_mask, gather_last
+from tedrec_fast.models.transformer import (
+    PACK_SIZES,
+    PackedTokens,
+    TransformerEncoder,
+    causal_padding_mask,
+    gather_last,
+)
 
 N_ITEMS, N = 31, 9
 
@@ -28,6 +34,7 @@ def test_encoder_forward_last_equals_gathered_forward(n_layers: int, n_heads: in
     encoder = TransformerEncoder(n_layers, n_heads, d, 2 * d + 1).double().eval()
     seq, lengths = sequences()
     seq[3, 0] = 0  # a padding item before real ones: a masked key, skipped like the trailing padding
+    assert len(PackedTokens(seq != 0, lengths - 1).index) > int((seq != 0).sum())  # and a padded row packed
     x = torch.randn(len(seq), N, d, dtype=torch.float64, requires_grad=True)
     mask = causal_padding_mask(seq, torch.float64)
     full = gather_last(encoder(x, mask), lengths)
@@ -79,9 +86,33 @@ def test_packed_tokens_round_trip_and_rows() -> None:
     packed = tokens.pack(x)
     kept = real.clone()
     kept[1, lengths[1] - 1] = True
-    assert packed.shape == (int(kept.sum()), 4)
-    torch.testing.assert_close(tokens.unpack(packed), torch.where(kept[..., None], x, 0.0), atol=0, rtol=0)
+    unpacked = tokens.unpack(packed)
+    packed_positions = torch.zeros(kept.numel(), dtype=torch.bool)
+    packed_positions[tokens.index] = True
+    assert packed_positions[kept.reshape(-1)].all() and packed.shape == (len(tokens.index), 4)
+    torch.testing.assert_close(unpacked, torch.where(packed_positions.view_as(kept)[..., None], x, 0.0),
+                               atol=0, rtol=0)
     torch.testing.assert_close(packed[tokens.rows(lengths - 1)], gather_last(x, lengths), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_packed_tokens_take_few_sizes(seed: int) -> None:
+    """N is rounded up to a multiple of B * L / PACK_SIZES (or is B * L) by the first positions not kept."""
+    g = torch.Generator().manual_seed(seed)
+    B, L = int(torch.randint(1, 40, (), generator=g)), int(torch.randint(1, 60, (), generator=g))
+    real = torch.rand(B, L, generator=g) < torch.rand((), generator=g)
+    last = torch.randint(0, L, (B,), generator=g)
+    tokens = PackedTokens(real, last)
+    kept = real.clone()
+    kept[torch.arange(B), last] = True
+    step = -(-B * L // PACK_SIZES)
+    n = len(tokens.index)
+    assert n % step == 0 or n == B * L
+    assert n - int(kept.sum()) < step
+    flat = kept.reshape(-1)
+    extra = sorted(set(tokens.index.tolist()) - set(flat.nonzero()[:, 0].tolist()))
+    assert extra == (~flat).nonzero()[: len(extra), 0].tolist()
+    assert torch.equal(tokens.index, tokens.index.sort().values)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "fmlprec"])

@@ -53,3 +53,13 @@ def autocast_inputs(tensors: tuple[object, ...]) -> tuple[object, ...]:
         return tensors
     dtype = torch.get_autocast_dtype(first.device.type)
     return tuple(x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in tensors)
+
+
+def check_dropout_args(op: str, p: object, training: object, seed: object) -> None:
+    """A drop rate ``p`` in ``[0, 1)``, a bool ``training`` and a mask ``seed`` in ``[0, 2^64)`` or ``None``."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ValueError(f"{op}: p must be a number in [0, 1), got {p!r}")
+    if not isinstance(training, bool):
+        raise TypeError(f"{op}: training must be a bool, got {type(training).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise ValueError(f"{op}: seed must be an int in [0, 2^64), got {seed!r}")

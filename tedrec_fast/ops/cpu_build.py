@@ -71,19 +71,15 @@ def unavailable(source: Path) -> str | None:
 
 
 @functools.cache
-def _load(source: Path, declare: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
+def load(source: Path, declare: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
+    """The loaded library of ``source`` (``declare`` sets its functions' ``argtypes``, once); raises
+    ``RuntimeError`` saying why when it cannot be built."""
     built = _build(source)
     if isinstance(built, str):
         raise RuntimeError(f"the C++ core {source.name} cannot be built: {built}")
     lib = ctypes.CDLL(str(built))
     declare(lib)
     return lib
-
-
-def load(source: Path, declare: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
-    """The loaded library of ``source`` (``declare`` sets its functions' ``argtypes``, once); raises
-    ``RuntimeError`` saying why when it cannot be built."""
-    return _load(source, declare)
 
 
 def pointers(*tensors: torch.Tensor) -> list[int]:

@@ -163,14 +163,14 @@ class TritonBackend(KernelBackend):
         return self.coverage_detail()
 
 
-class CppBackend(Backend):
+class CppBackend(KernelBackend):
     """A C++ CPU core built at first use (:mod:`tedrec_fast.ops.cpu_build`): CPU tensors of ``dtypes``;
     ``unavailable`` says why the core cannot be built here (no compiler, a failed build), or ``None``."""
 
     name = "cpp"
 
     def __init__(self, dtypes: tuple[torch.dtype, ...], unavailable: Callable[[], str | None]) -> None:
-        self.dtypes = dtypes
+        super().__init__(dtypes, {})
         self._unavailable = unavailable
 
     def unavailable(self) -> str | None:
@@ -179,10 +179,7 @@ class CppBackend(Backend):
     def why_not(self, problem: Problem) -> str | None:
         if problem.device.type != "cpu":
             return f"device {problem.device.type} is not supported (CPU only)"
-        if problem.dtype not in self.dtypes:
-            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
-            return f"dtype {problem.dtype} is not supported ({names})"
-        return self.unavailable()
+        return self.dtype_and_size_why_not(problem) or self.unavailable()
 
 
 class CudaBackend(KernelBackend):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from tedrec_fast.ops.checks import check_dropout_args
 from tedrec_fast.ops.dispatch import Backend, CppBackend, Problem, TorchBackend, choose_backend
 from tedrec_fast.ops.dropout import cpu
 from tedrec_fast.ops.dropout.reference import dropout_reference
@@ -62,12 +63,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True, seed: int | None =
         raise TypeError(f"{_OP}: x must be a torch.Tensor, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
         raise TypeError(f"{_OP}: x must be a real floating-point tensor, got {x.dtype}")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ValueError(f"{_OP}: p must be a number in [0, 1), got {p!r}")
-    if not isinstance(training, bool):
-        raise TypeError(f"{_OP}: training must be a bool, got {type(training).__name__}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
-        raise ValueError(f"{_OP}: seed must be an int in [0, 2^64), got {seed!r}")
+    check_dropout_args(_OP, p, training, seed)
     problem = Problem(x.device, x.dtype, (("numel", x.numel()),))
     chosen = choose_backend(BACKENDS, backend, problem, op=_OP).name
     if not training or p == 0:

@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from tedrec_fast.ops import cpu_build
-from tedrec_fast.ops.cpu_build import SUFFIX as _SUFFIX
-from tedrec_fast.ops.cpu_build import pointers as _ptrs
+from tedrec_fast.ops.cpu_build import SUFFIX, pointers
 
 __all__ = ["cpu_unavailable", "load_library", "forward", "backward", "dropped_mask_cpp"]
 
@@ -28,7 +27,7 @@ def cpu_unavailable() -> str | None:
 def _declare(lib: ctypes.CDLL) -> None:
     ptr, i64, i32, u32, u64, f64 = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64,
                                     ctypes.c_double)
-    for suffix in _SUFFIX.values():
+    for suffix in SUFFIX.values():
         getattr(lib, f"moe_forward_{suffix}").argtypes = [i64, i64, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, f64, u32,
                                                           u64, ptr, i32]
         getattr(lib, f"moe_backward_{suffix}").argtypes = [i64, i64, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, f64,
@@ -47,8 +46,8 @@ def forward(index: torch.Tensor, xu: torch.Tensor, gates: torch.Tensor, P: torch
     all contiguous CPU tensors of one dtype (float32 or float64)."""
     (R, E), (U, D), (_, _, H) = gates.shape, xu.shape, WT.shape
     out = torch.empty(R, H, dtype=gates.dtype)
-    getattr(load_library(), f"moe_forward_{_SUFFIX[gates.dtype]}")(
-        R, U, E, D, H, *_ptrs(index, xu, gates, P, WT), scale, thresh, seed, out.data_ptr(), torch.get_num_threads())
+    getattr(load_library(), f"moe_forward_{SUFFIX[gates.dtype]}")(
+        R, U, E, D, H, *pointers(index, xu, gates, P, WT), scale, thresh, seed, out.data_ptr(), torch.get_num_threads())
     return out
 
 
@@ -57,8 +56,8 @@ def backward(index: torch.Tensor, xu: torch.Tensor, gates: torch.Tensor, P: torc
     """``(grad_gates, grad_P, grad_WT)`` of :func:`forward` for ``grad_out (R, H)``."""
     (R, E), (U, _, _), (_, D, H) = gates.shape, P.shape, WT.shape
     grads = torch.empty_like(gates), torch.empty_like(P), torch.empty_like(WT)
-    getattr(load_library(), f"moe_backward_{_SUFFIX[gates.dtype]}")(
-        R, U, E, D, H, *_ptrs(index, xu, gates, P, WT), scale, thresh, seed, *_ptrs(grad_out, *grads),
+    getattr(load_library(), f"moe_backward_{SUFFIX[gates.dtype]}")(
+        R, U, E, D, H, *pointers(index, xu, gates, P, WT), scale, thresh, seed, *pointers(grad_out, *grads),
         torch.get_num_threads())
     return grads
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tedrec_fast.ops.checks import check_float_tensors
+from tedrec_fast.ops.checks import check_dropout_args, check_float_tensors
 from tedrec_fast.ops.dispatch import Backend, CppBackend, Problem, TorchBackend, TritonBackend, choose_backend
 from tedrec_fast.ops.moe_modulation import cpu
 from tedrec_fast.ops.moe_modulation.core import MoECore
@@ -61,15 +61,10 @@ def _check(items, table, w_gate, w_noise, weight, bias, p, training, noise, seed
     if bias.dim() != 3 or bias.shape[0] != E or bias.shape[2] != D or bias.shape[1] not in (1, items.shape[1]):
         raise ValueError(f"{_OP}: bias must have shape (E, 1 or n, D) = ({E}, 1 or {items.shape[1]}, {D}), "
                          f"got {tuple(bias.shape)}")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ValueError(f"{_OP}: p must be a number in [0, 1), got {p!r}")
-    if not isinstance(training, bool):
-        raise TypeError(f"{_OP}: training must be a bool, got {type(training).__name__}")
+    check_dropout_args(_OP, p, training, seed)
     if noise is not None and (not isinstance(noise, torch.Tensor) or tuple(noise.shape) != (*items.shape, E)):
         raise ValueError(f"{_OP}: noise must be a tensor of shape (B, n, E) = {(*items.shape, E)}, "
                          f"got {getattr(noise, 'shape', type(noise).__name__)}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
-        raise ValueError(f"{_OP}: seed must be an int in [0, 2^64), got {seed!r}")
 
 
 def moe_modulation(items: torch.Tensor, table: torch.Tensor, w_gate: torch.Tensor, w_noise: torch.Tensor,

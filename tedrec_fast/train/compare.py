@@ -5,8 +5,9 @@ models that read text), the same :class:`~tedrec_fast.config.TrainConfig` (seed,
 NDCG@10, best weights restored for the test) and its own run directory ``<output_dir>/<model>``. The test
 metrics land in ``comparison.md``, ``comparison.csv`` and ``comparison.png`` (grouped bars) in the output
 directory: rows R@10, R@20, N@10, N@20, one column per model, plus TedRec's improvement over the best other
-model in %. On a GPU (or with ``record``) each run is appended to the result records as ``"op": "train"``,
-as ``tedrec-fast train`` does.
+model in %. ``--from-records`` tabulates runs already recorded; a model recorded with several seeds gets the
+mean ± sample standard deviation over its seeds. On a GPU (or with ``record``) each run is appended to the
+result records as ``"op": "train"``, as ``tedrec-fast train`` does.
 
 Each job is :mod:`tedrec_fast.train.run`'s (start, data, text, model and its settings, backends, result
 record); this module adds the loop over the models and the table. The data, text and model packages are
@@ -19,7 +20,7 @@ import csv
 import json
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from tedrec_fast.train.checkpoint import seed_everything
 from tedrec_fast.train.distributed import DistContext
 from tedrec_fast.train.trainer import Trainer, TrainResult
 
-__all__ = ["TABLE_METRICS", "REFERENCE_MODEL", "DEFAULT_MODELS", "ComparisonTable", "parse_model_list",
+__all__ = ["TABLE_METRICS", "REFERENCE_MODEL", "DEFAULT_MODELS", "SCHEDULE_KEYS", "ComparisonTable", "parse_model_list",
            "check_model_names", "comparison_table", "format_markdown", "write_comparison", "recorded_runs",
            "compare_recorded", "compare_models", "compare_dir", "compare_run"]
 
@@ -43,6 +44,8 @@ TABLE_METRICS: dict[str, str] = {"R@10": "recall@10", "R@20": "recall@20", "N@10
 REFERENCE_MODEL = "tedrec"
 #: what ``tedrec-fast compare`` trains when ``--models`` is not given
 DEFAULT_MODELS = "sasrec,unisrec,tssr,tedrec"
+#: record keys that the seeds of one model must share for their mean to describe one experiment
+SCHEDULE_KEYS = ("batch_size", "lr", "patience", "max_steps_per_epoch", "bf16", "encoder")
 _FILE_STEM = "comparison"
 
 
@@ -52,14 +55,23 @@ class ComparisonTable:
 
     Attributes:
         models: column order.
-        values: row label (``R@10``, ...) -> model -> value.
-        improvement: row label -> % improvement of :data:`REFERENCE_MODEL` over the best other model
-            (``None`` when the reference model or any other model is missing).
+        values: row label (``R@10``, ...) -> model -> value (the mean over the model's runs).
+        improvement: row label -> % improvement of :data:`REFERENCE_MODEL` over the best other model, on the
+            means (``None`` when the reference model or any other model is missing).
+        runs: model -> how many runs (seeds) its values average.
+        spread: row label -> model -> sample standard deviation over its runs, for the models with two or more.
     """
 
     models: list[str]
     values: dict[str, dict[str, float]]
     improvement: dict[str, float] | None
+    runs: dict[str, int] = field(default_factory=dict)
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def cell(self, label: str, model: str) -> str:
+        """``0.0650`` for one run, ``0.0650 ± 0.0012`` for several."""
+        std = self.spread.get(label, {}).get(model)
+        return f"{self.values[label][model]:.4f}" + ("" if std is None else f" ± {std:.4f}")
 
 
 def parse_model_list(models: str | Sequence[str]) -> list[str]:
@@ -89,16 +101,28 @@ def check_model_names(names: Sequence[str], known: Collection[str]) -> None:
         raise ValueError(f"models: unknown model(s) {', '.join(unknown)}; known models: {', '.join(known)}")
 
 
-def comparison_table(test_metrics: Mapping[str, Mapping[str, float]]) -> ComparisonTable:
-    """Build the table from ``model -> {metric key -> value}`` (the keys of :data:`TABLE_METRICS` needed)."""
+def comparison_table(test_metrics: Mapping[str, Mapping[str, float] | Sequence[Mapping[str, float]]]
+                     ) -> ComparisonTable:
+    """Build the table from ``model -> {metric key -> value}``, or ``model -> [{metric key -> value}, ...]``
+    (one dict per seed: the table holds their mean and sample standard deviation); the keys of
+    :data:`TABLE_METRICS` are needed."""
     if not test_metrics:
         raise ValueError("test_metrics: no model to compare")
     models = list(test_metrics)
-    for model in models:
-        missing = [key for key in TABLE_METRICS.values() if key not in test_metrics[model]]
+    per_run = {m: [test_metrics[m]] if isinstance(test_metrics[m], Mapping) else list(test_metrics[m])
+               for m in models}
+    for model, runs in per_run.items():
+        if not runs:
+            raise ValueError(f"test_metrics[{model!r}]: no run")
+        missing = sorted({key for run in runs for key in TABLE_METRICS.values() if key not in run})
         if missing:
             raise ValueError(f"test_metrics[{model!r}] lacks {', '.join(missing)}")
-    values = {label: {m: float(test_metrics[m][key]) for m in models} for label, key in TABLE_METRICS.items()}
+    values: dict[str, dict[str, float]] = {}
+    spread: dict[str, dict[str, float]] = {}
+    for label, key in TABLE_METRICS.items():
+        samples = {m: np.array([float(run[key]) for run in per_run[m]]) for m in models}
+        values[label] = {m: float(x.mean()) for m, x in samples.items()}
+        spread[label] = {m: float(x.std(ddof=1)) for m, x in samples.items() if len(x) > 1}
     others = [m for m in models if m != REFERENCE_MODEL]
     improvement = None
     if REFERENCE_MODEL in models and others:
@@ -106,7 +130,8 @@ def comparison_table(test_metrics: Mapping[str, Mapping[str, float]]) -> Compari
         for label, row in values.items():
             best = max(row[m] for m in others)
             improvement[label] = (row[REFERENCE_MODEL] - best) / best * 100.0 if best > 0 else math.nan
-    return ComparisonTable(models, values, improvement)
+    return ComparisonTable(models, values, improvement, {m: len(r) for m, r in per_run.items()},
+                           {label: row for label, row in spread.items() if row})
 
 
 def _percent(value: float) -> str:
@@ -114,12 +139,14 @@ def _percent(value: float) -> str:
 
 
 def format_markdown(table: ComparisonTable) -> str:
-    """The table as Markdown: rows = metrics, columns = models (+ ``Improv.``), best value of a row in bold."""
-    header = ["metric", *table.models] + (["Improv."] if table.improvement is not None else [])
+    """The table as Markdown: rows = metrics, columns = models (+ ``Improv.``), best value of a row in bold;
+    a model averaged over several runs shows ``mean ± std`` and its run count in the header."""
+    names = [m if table.runs.get(m, 1) == 1 else f"{m} ({table.runs[m]} seeds)" for m in table.models]
+    header = ["metric", *names] + (["Improv."] if table.improvement is not None else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, row in table.values.items():
         best = max(row.values())
-        cells = [f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in row.values()]
+        cells = [f"**{table.cell(label, m)}**" if v == best else table.cell(label, m) for m, v in row.items()]
         if table.improvement is not None:
             cells.append(_percent(table.improvement[label]))
         lines.append("| " + " | ".join([label, *cells]) + " |")
@@ -129,10 +156,13 @@ def format_markdown(table: ComparisonTable) -> str:
 def _write_csv(table: ComparisonTable, path: Path) -> None:
     with atomic_file(path, "results") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["metric", *table.models] + (["improvement_percent"] if table.improvement else []))
+        spread_columns = [m for m in table.models if any(m in row for row in table.spread.values())]
+        writer.writerow(["metric", *table.models, *(f"{m}_std" for m in spread_columns)]
+                        + (["improvement_percent"] if table.improvement else []))
         for label, row in table.values.items():
+            stds = [f"{table.spread[label][m]:.6f}" for m in spread_columns]
             extra = [f"{table.improvement[label]:.4f}"] if table.improvement else []
-            writer.writerow([label, *(f"{row[m]:.6f}" for m in table.models), *extra])
+            writer.writerow([label, *(f"{row[m]:.6f}" for m in table.models), *stds, *extra])
 
 
 def _write_png(table: ComparisonTable, path: Path, title: str) -> None:
@@ -146,7 +176,9 @@ def _write_png(table: ComparisonTable, path: Path, title: str) -> None:
     width = 0.8 / len(table.models)
     for k, model in enumerate(table.models):
         xs = np.arange(len(labels)) + (k - (len(table.models) - 1) / 2) * width
-        ax.bar(xs, [table.values[label][model] for label in labels], width, label=model)
+        errors = [table.spread.get(label, {}).get(model, 0.0) for label in labels]
+        ax.bar(xs, [table.values[label][model] for label in labels], width, label=model,
+               yerr=errors if any(errors) else None, capsize=2)
     ax.set_xticks(np.arange(len(labels)), labels)
     ax.set_ylabel("test metric (full sort)")
     ax.set_title(title)
@@ -171,14 +203,16 @@ def write_comparison(table: ComparisonTable, output_dir: str | Path, title: str 
 
 
 def recorded_runs(paths: Sequence[str | Path], dataset: str,
-                  models: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """``model -> record``: the last ``"op": "train"`` record of each model on ``dataset`` in the result files
-    ``paths`` (read in order; see :func:`~tedrec_fast.train.report.append_result_record`).
+                  models: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """``model -> records``: the last ``"op": "train"`` record of each (model, seed) on ``dataset`` in the result
+    files ``paths`` (read in order; see :func:`~tedrec_fast.train.report.append_result_record`), seeds in the
+    order first seen.
 
     With ``models``, exactly those, in that order. Raises ``ValueError`` naming the file for one that is not a
-    JSON list, and naming the models without a record.
+    JSON list, naming the models without a record, and naming the model and setting when the seeds of one model
+    were recorded with different schedules (:data:`SCHEDULE_KEYS`).
     """
-    runs: dict[str, dict[str, Any]] = {}
+    runs: dict[str, dict[Any, dict[str, Any]]] = {}
     for path in paths:
         try:
             records = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -188,30 +222,42 @@ def recorded_runs(paths: Sequence[str | Path], dataset: str,
             raise ValueError(f"{path}: expected a JSON list of result records")
         for record in records:
             if isinstance(record, dict) and record.get("op") == "train" and record.get("dataset") == dataset:
-                runs[str(record["model"]).lower()] = record
-    if models is None:
-        if not runs:
-            raise ValueError(f"no 'op': 'train' record of dataset {dataset!r} in {', '.join(map(str, paths))}")
-        return runs
-    missing = [m for m in models if m not in runs]
+                runs.setdefault(str(record["model"]).lower(), {})[record.get("seed")] = record
+    if models is None and not runs:
+        raise ValueError(f"no 'op': 'train' record of dataset {dataset!r} in {', '.join(map(str, paths))}")
+    missing = [m for m in models or () if m not in runs]
     if missing:
         raise ValueError(f"models: no 'op': 'train' record of {', '.join(missing)} on dataset {dataset!r} in "
                          f"{', '.join(map(str, paths))}")
-    return {m: runs[m] for m in models}
+    for model, by_seed in runs.items():
+        for key in SCHEDULE_KEYS:
+            seen = sorted({json.dumps(record.get(key)) for record in by_seed.values()})
+            if len(seen) > 1:
+                raise ValueError(f"{model}: its records on {dataset!r} mix schedules ({key} {' and '.join(seen)} "
+                                 f"across seeds); pass the result files of one schedule")
+    return {m: list(runs[m].values()) for m in (models if models is not None else runs)}
 
 
 def compare_recorded(cfg: RunConfig, paths: Sequence[str | Path], models: str | Sequence[str] | None = None
                      ) -> ComparisonTable:
     """``tedrec-fast compare --from-records``: the table of runs already recorded (e.g. on a GPU, over several
-    sessions), written like :func:`compare_run`'s; runs stopped by a time budget are named below the table."""
+    sessions), written like :func:`compare_run`'s: a model with several seeds as mean ± sample standard deviation
+    over them; runs stopped by a time budget are named below the table."""
     dataset = Path(cfg.dataset).name
     runs = recorded_runs(paths, dataset, parse_model_list(models) if models else None)
-    table = comparison_table({m: {key.removeprefix("test_"): v for key, v in r.items() if key.startswith("test_")}
-                              for m, r in runs.items()})
-    devices = sorted({str(r.get("device")) for r in runs.values()})
+    table = comparison_table({m: [{key.removeprefix("test_"): v for key, v in r.items() if key.startswith("test_")}
+                                  for r in records] for m, records in runs.items()})
+    devices = sorted({str(r.get("device")) for records in runs.values() for r in records})
     notes = [f"Recorded runs on {', '.join(devices)}: "
-             + ", ".join(f"{m} {r.get('date', '?')} ({r.get('epochs', '?')} epochs)" for m, r in runs.items()) + "."]
-    cut = [m for m, r in runs.items() if r.get("stop_reason") == "time budget"]
+             + ", ".join(f"{m} {_describe(records)}" for m, records in runs.items()) + "."]
+    if table.spread:
+        notes.append("A model with several seeds: mean ± sample standard deviation over its seeds.")
+    differing = [f"{key} " + ", ".join(f"{m} {records[0].get(key)}" for m, records in runs.items())
+                 for key in SCHEDULE_KEYS if key != "encoder"
+                 and len({json.dumps(records[0].get(key)) for records in runs.values()}) > 1]
+    if differing:
+        notes.append(f"The models were trained on different schedules: {'; '.join(differing)}.")
+    cut = [m for m, records in runs.items() if any(r.get("stop_reason") == "time budget" for r in records)]
     if cut:
         notes.append(f"Stopped by the time budget, possibly before converging: {', '.join(cut)}.")
     output_dir = compare_dir(cfg)
@@ -219,6 +265,14 @@ def compare_recorded(cfg: RunConfig, paths: Sequence[str | Path], models: str | 
     print(format_markdown(table) + "".join(f"\n{note}" for note in notes))
     print("written: " + ", ".join(str(p) for p in paths_written.values()))
     return table
+
+
+def _describe(records: Sequence[Mapping[str, Any]]) -> str:
+    """``2026-11-23 (30 epochs)`` for one run; ``seeds 1, 2 (30, 25 epochs)`` for several."""
+    epochs = ", ".join(str(r.get("epochs", "?")) for r in records)
+    if len(records) == 1:
+        return f"{records[0].get('date', '?')} ({epochs} epochs)"
+    return f"seeds {', '.join(str(r.get('seed')) for r in records)} ({epochs} epochs)"
 
 
 def compare_models(

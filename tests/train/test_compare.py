@@ -160,6 +160,55 @@ def test_cli_compare_from_records_trains_nothing(tmp_path, capsys):
         main(["--debug", "compare", "--dataset", "online-retail", "--from-records", str(tmp_path / "bad.json")])
 
 
+def test_seeds_give_mean_and_sample_std():
+    runs = [_metrics(0.10, 0.20, 0.05, 0.08), _metrics(0.12, 0.22, 0.07, 0.10), _metrics(0.14, 0.21, 0.06, 0.09)]
+    table = comparison_table({"sasrec": runs, "tedrec": _metrics(0.15, 0.25, 0.03, 0.05)})
+    assert table.runs == {"sasrec": 3, "tedrec": 1}
+    assert (table.values["R@10"]["sasrec"], table.spread["R@10"]["sasrec"]) == pytest.approx((0.12, 0.02))
+    assert (table.values["N@10"]["sasrec"], table.spread["N@10"]["sasrec"]) == pytest.approx((0.06, 0.01))
+    assert "tedrec" not in table.spread["R@10"]  # one run: no spread
+    assert table.improvement["R@10"] == pytest.approx(25.0)  # on the means
+    md = format_markdown(table)
+    assert "| metric | sasrec (3 seeds) | tedrec | Improv. |" in md
+    assert "| N@10 | **0.0600 ± 0.0100** | 0.0300 |" in md
+    with pytest.raises(ValueError, match=r"test_metrics\['sasrec'\]: no run"):
+        comparison_table({"sasrec": []})
+    with pytest.raises(ValueError, match=r"test_metrics\['sasrec'\] lacks ndcg@20"):
+        comparison_table({"sasrec": [runs[0], {"recall@10": 0.1, "recall@20": 0.1, "ndcg@10": 0.1}]})
+
+
+def test_cli_compare_from_records_averages_seeds(tmp_path, capsys):
+    records = tmp_path / "seeds.json"
+    records.write_text(json.dumps([
+        _record("sasrec", ndcg10=0.5, seed=1, batch_size=256),  # replaced below by the same seed's later run
+        _record("sasrec", ndcg10=0.06, seed=1, batch_size=256), _record("sasrec", ndcg10=0.08, seed=2, batch_size=256),
+        _record("tedrec", ndcg10=0.07, seed=1, batch_size=256), _record("tedrec", ndcg10=0.09, seed=2, batch_size=256),
+        _record("tedrec", ndcg10=0.11, seed=3, batch_size=256)]))
+    out = tmp_path / "cmp"
+    argv = ["compare", "--dataset", "online-retail", "--from-records", str(records), "--output-dir", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "sasrec seeds 1, 2 (30, 30 epochs), tedrec seeds 1, 2, 3 (30, 30, 30 epochs)" in printed
+    assert "mean ± sample standard deviation" in printed and "0.0900 ± 0.0200" in printed
+    assert "different schedules" not in printed
+    rows = {row[0]: row[1:] for row in csv.reader((out / "comparison.csv").read_text().splitlines())}
+    assert rows["metric"] == ["sasrec", "tedrec", "sasrec_std", "tedrec_std", "improvement_percent"]
+    assert [float(v) for v in rows["N@10"]] == pytest.approx([0.07, 0.09, 2 ** 0.5 / 100, 0.02, 100 * 0.02 / 0.07],
+                                                             rel=1e-4)  # six decimals in the file
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps([_record("tedrec", seed=1, batch_size=256), _record("tedrec", seed=2, batch_size=128)]))
+    apart = tmp_path / "apart.json"
+    apart.write_text(json.dumps([_record("sasrec", seed=1, batch_size=128, lr=0.002),
+                                 _record("tedrec", seed=1, batch_size=256, lr=0.001)]))
+    assert main(["compare", "--dataset", "online-retail", "--from-records", str(apart), "--output-dir", str(out)]) == 0
+    assert ("The models were trained on different schedules: batch_size sasrec 128, tedrec 256; lr sasrec 0.002, "
+            "tedrec 0.001." in capsys.readouterr().out)
+    with pytest.raises(ValueError, match=r"tedrec: its records on 'online-retail' mix schedules \(batch_size 128 "
+                                         r"and 256 across seeds\)"):
+        main(["--debug", "compare", "--dataset", "online-retail", "--from-records", str(mixed)])
+
+
 def test_cli_compare_unknown_model_fails_fast(stand_ins, tmp_path):
     with pytest.raises(ValueError, match=r"fmlprec; known models: sasrec, tedrec, tssr"):
         main(["--debug", "compare", "--models", "sasrec,fmlprec,tedrec", "--device", "cpu", "--data-dir",

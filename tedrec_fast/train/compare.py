@@ -268,10 +268,11 @@ def compare_recorded(cfg: RunConfig, paths: Sequence[str | Path], models: str | 
 
 
 def _describe(records: Sequence[Mapping[str, Any]]) -> str:
-    """``2026-11-23 (30 epochs)`` for one run; ``seeds 1, 2 (30, 25 epochs)`` for several."""
+    """``2026-11-23 (seed 1, 30 epochs)`` for one run; ``seeds 1, 2 (30, 25 epochs)`` for several."""
     epochs = ", ".join(str(r.get("epochs", "?")) for r in records)
     if len(records) == 1:
-        return f"{records[0].get('date', '?')} ({epochs} epochs)"
+        seed = records[0].get("seed")
+        return f"{records[0].get('date', '?')} ({'' if seed is None else f'seed {seed}, '}{epochs} epochs)"
     return f"seeds {', '.join(str(r.get('seed')) for r in records)} ({epochs} epochs)"
 
 

@@ -202,8 +202,10 @@ def test_cli_compare_from_records_averages_seeds(tmp_path, capsys):
     apart.write_text(json.dumps([_record("sasrec", seed=1, batch_size=128, lr=0.002),
                                  _record("tedrec", seed=1, batch_size=256, lr=0.001)]))
     assert main(["compare", "--dataset", "online-retail", "--from-records", str(apart), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sasrec 2026-11-23 (seed 1, 30 epochs), tedrec 2026-11-23 (seed 1, 30 epochs)." in printed
     assert ("The models were trained on different schedules: batch_size sasrec 128, tedrec 256; lr sasrec 0.002, "
-            "tedrec 0.001." in capsys.readouterr().out)
+            "tedrec 0.001." in printed)
     with pytest.raises(ValueError, match=r"tedrec: its records on 'online-retail' mix schedules \(batch_size 128 "
                                          r"and 256 across seeds\)"):
         main(["--debug", "compare", "--dataset", "online-retail", "--from-records", str(mixed)])

@@ -156,7 +156,7 @@ def format_markdown(table: ComparisonTable) -> str:
 def _write_csv(table: ComparisonTable, path: Path) -> None:
     with atomic_file(path, "results") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        spread_columns = [m for m in table.models if any(m in row for row in table.spread.values())]
+        spread_columns = [m for m in table.models if table.runs.get(m, 1) > 1]
         writer.writerow(["metric", *table.models, *(f"{m}_std" for m in spread_columns)]
                         + (["improvement_percent"] if table.improvement else []))
         for label, row in table.values.items():
